@@ -1,0 +1,275 @@
+"""The event catalogue: immutable facts the ledger stores on JetStream (design.md §2).
+
+One envelope (the fields of `LedgerEvent`), one tagged union (`Event`), one
+module-level decoder. Evolution is additive: a new field gets a default; a
+change of meaning is a new event type. Every payment event carries the
+inputs and cumulative figures it used so a supervisor can redo it by hand
+(policy.md §8.5).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from events.results import Result
+
+Counter = Literal["shared", "own", "none"]
+
+
+class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str = ""
+    correlation_id: str = ""
+    causation_id: str = ""
+    pack: str | None = None
+    pack_version: str | None = None
+    recorded_at: dt.datetime | None = None
+    prev_hash: str = ""
+    hash: str = ""
+
+
+# --- person status and enrolment -------------------------------------------------
+
+class StatusGranted(LedgerEvent, tag="status_granted"):
+    psn_no: str
+    admdvs: str
+    status: str
+    begndate: dt.date
+    enddate: dt.date | None
+    source_dept: str
+    doc_no: str
+
+
+class StatusRevoked(LedgerEvent, tag="status_revoked"):
+    psn_no: str
+    admdvs: str
+    status: str
+    begndate: dt.date
+    source_dept: str
+    doc_no: str
+
+
+class EnrolmentRecorded(LedgerEvent, tag="enrolment_recorded"):
+    psn_no: str
+    admdvs: str
+    year: int
+    insutype: str
+    brdy: dt.date
+    contribution_std: Decimal
+    enrol_date: dt.date
+    in_normal_period: bool
+
+
+class PremiumSubsidyGranted(LedgerEvent, tag="premium_subsidy_granted"):
+    psn_no: str
+    year: int
+    status: str | None
+    contribution_std: Decimal
+    subsidy: Decimal
+    fund: str | None
+    rule_id: str | None
+    clause: str | None
+    reason: str
+
+
+# --- settlements and their payment lines -------------------------------------------
+
+class SettlementFacts(LedgerEvent, kw_only=True):
+    """What the platform settled, what the ledger decided, and the counters it moved."""
+    setl_id: str
+    mdtrt_id: str
+    psn_no: str
+    admdvs: str
+    year: int
+    insutype: str
+    med_type: str
+    chronic_mgmt: str | None
+    special_drug: bool
+    fixmedins_code: str
+    designated: bool
+    in_province: bool
+    ooc_class: str | None
+    serious_disease_designated: bool
+    begndate: dt.date
+    enddate: dt.date
+    setl_time: dt.datetime
+    dise_codg: str
+    medfee_sumamt: Decimal
+    fulamt_ownpay_amt: Decimal
+    inscp_scp_amt: Decimal
+    hifp_pay: Decimal
+    oth_pay: Decimal
+    status: str | None
+    oop: Decimal
+    remaining: Decimal
+    ci_base_before: Decimal
+    ci_base_added: Decimal
+    assist_base_before: Decimal
+    assist_base_added: Decimal
+    quota_base: Decimal
+    hifmi_pay: Decimal
+    maf_pay: Decimal
+    hosp_part_amt: Decimal
+    psn_part_amt: Decimal
+
+
+class HospitalStaySettled(SettlementFacts, tag="hospital_stay_settled"):
+    pass
+
+
+class OutpatientVisitSettled(SettlementFacts, tag="outpatient_visit_settled"):
+    pass
+
+
+class CriticalIllnessPaid(LedgerEvent, tag="critical_illness_paid"):
+    setl_id: str
+    psn_no: str
+    year: int
+    rule_id: str
+    clause: str
+    base: Decimal                 # this settlement's oop
+    cumulative_before: Decimal    # year's oop before it
+    deductible: Decimal
+    ratio: Decimal
+    cap_limit: Decimal | None
+    paid_before: Decimal
+    amount: Decimal
+
+
+class AssistancePaid(LedgerEvent, tag="assistance_paid"):
+    setl_id: str
+    psn_no: str
+    year: int
+    rule_id: str
+    clause: str
+    base: Decimal
+    ratio: Decimal | None
+    threshold: Decimal | None
+    cumulative_before: Decimal | None
+    formula_amount: Decimal       # what the rule gives before caps and what is owed
+    counter: Counter
+    cap_limit: Decimal | None
+    cap_used_before: Decimal | None
+    amount: Decimal
+    adjustment: str | None = None  # why, when paid after the settlement (retroactive, year end)
+
+
+class HospitalBorne(LedgerEvent, tag="hospital_borne"):
+    setl_id: str
+    psn_no: str
+    year: int
+    rule_id: str
+    clause: str
+    base: Decimal
+    ratio: Decimal | None
+    amount: Decimal
+
+
+class SettlementCancelled(LedgerEvent, tag="settlement_cancelled"):
+    setl_id: str
+    psn_no: str
+    year: int
+    cancel_time: dt.datetime
+
+
+class PaymentReversed(LedgerEvent, tag="payment_reversed"):
+    """Compensates one earlier payment line; nothing is edited or deleted (policy.md §8.4)."""
+    setl_id: str
+    psn_no: str
+    year: int
+    fund: str
+    rule_id: str
+    clause: str
+    counter: Counter
+    amount: Decimal
+
+
+class TiltedGrantPaid(LedgerEvent, tag="tilted_grant_paid"):
+    grant_id: str
+    psn_no: str
+    admdvs: str
+    year: int
+    approval_no: str
+    approved_on: dt.date
+    requested: Decimal
+    granted: Decimal
+    refused: Decimal
+    cap_limit: Decimal
+    cap_used_before: Decimal
+    clause: str
+
+
+class WarningRaised(LedgerEvent, tag="warning_raised"):
+    psn_no: str
+    year: int
+    code: str
+    clause: str
+    figure: Decimal
+    threshold: Decimal
+    setl_id: str | None = None
+
+
+class QuotaYearSettled(LedgerEvent, tag="quota_year_settled"):
+    """Marks a person-year's quota-managed chronic outpatient as paid at year end."""
+    psn_no: str
+    admdvs: str
+    year: int
+
+
+# --- reference data -----------------------------------------------------------------
+
+class MedinsRecorded(LedgerEvent, tag="medins_recorded"):
+    fixmedins_code: str
+    fixmedins_name: str
+    admdvs: str
+    designated: bool
+    in_province: bool
+    ooc_class: str | None
+    serious_disease_designated: bool
+
+
+class YearClosed(LedgerEvent, tag="year_closed"):
+    admdvs: str
+    year: int
+
+
+class PackActivated(LedgerEvent, tag="pack_activated"):
+    pack_id: str
+    version: str
+    digest: str
+    effective_from: dt.date
+
+
+class MessageRejected(LedgerEvent, tag="message_rejected"):
+    """A dead letter: kept with its raw bytes so a supervisor can read and re-drive it."""
+    code: str
+    message: str
+    msg_type: str | None
+    raw: bytes
+    source: str = ""              # transport and subject it came on
+    redrive_of: str | None = None
+
+
+Event = (StatusGranted | StatusRevoked | EnrolmentRecorded | PremiumSubsidyGranted
+         | HospitalStaySettled | OutpatientVisitSettled | CriticalIllnessPaid | AssistancePaid
+         | HospitalBorne | SettlementCancelled | PaymentReversed | TiltedGrantPaid | WarningRaised
+         | QuotaYearSettled | MedinsRecorded | YearClosed | PackActivated | MessageRejected)
+
+
+class Commit(msgspec.Struct, frozen=True):
+    """One decision = one stream message: its events land together or not at all (ADR 0001)."""
+    commit_id: str
+    correlation_id: str
+    events: list[Event]
+    results: list[Result] = []
+
+
+COMMIT_ENCODER = msgspec.json.Encoder()
+COMMIT_DECODER = msgspec.json.Decoder(Commit)
+EVENT_DECODER = msgspec.json.Decoder(Event)
+
+
+def event_type(event: LedgerEvent) -> str:
+    return event.__struct_config__.tag  # type: ignore[return-value]

@@ -1,0 +1,112 @@
+"""The anti-corruption layer's first gate: bytes → a valid inbound message, or a reason.
+
+Structure (types, required fields) is msgspec's job; this adds what types
+cannot say: money with at most two decimals and never negative, dates in
+order, and the consistency rules of integration.md §1.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from events import codes
+from events.messages import DECODER, MSG_TYPES, Enrolment, Inbound, Settlement, TiltedGrant
+from events.money import has_at_most_two_decimals, money
+from events.results import RESULT_TYPE_FOR, Outbound, Reason, Rejected
+
+_ANY = msgspec.json.Decoder()
+_MONEY_FIELDS = {
+    Settlement: ("medfee_sumamt", "fulamt_ownpay_amt", "inscp_scp_amt", "hifp_pay", "oth_pay"),
+    Enrolment: ("contribution_std",),
+    TiltedGrant: ("amount",),
+}
+_KEY_FIELDS = ("setl_id", "psn_no", "year", "grant_id", "fixmedins_code", "status", "action", "admdvs")
+
+
+class Invalid(Exception):
+    def __init__(self, code: str, message: str, msg_type: str | None = None, fields: dict | None = None):
+        super().__init__(message)
+        self.reason = Reason(code, message)
+        self.msg_type = msg_type
+        self.fields = fields or {}
+
+
+def decode(raw: bytes) -> Inbound:
+    """Decode and check one message; raises `Invalid` with a stable code."""
+    try:
+        message = DECODER.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise _explain(raw, exc) from None
+    return check(message)
+
+
+def check(message: Inbound) -> Inbound:
+    """Raise `Invalid` for what types cannot say; return the message with money at two decimals."""
+    fields = _keys_of(message)
+    msg_type = message.__struct_config__.tag
+    for name in _MONEY_FIELDS.get(type(message), ()):
+        value: Decimal = getattr(message, name)
+        if not value.is_finite() or not has_at_most_two_decimals(value):
+            raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, got {value}", msg_type, fields)
+        if value < 0:
+            raise Invalid(codes.NEGATIVE_AMOUNT, f"`{name}` must not be negative, got {value}", msg_type, fields)
+    names = _MONEY_FIELDS.get(type(message), ())
+    if names:
+        message = msgspec.structs.replace(message, **{n: money(getattr(message, n)) for n in names})
+    if isinstance(message, Settlement):
+        _check_settlement(message, fields)
+    return message
+
+
+def _check_settlement(m: Settlement, fields: dict) -> None:
+    if m.enddate < m.begndate:
+        raise Invalid(codes.INVALID_DATES, f"discharge date {m.enddate} is before admission {m.begndate}", "settlement", fields)
+    if m.medfee_sumamt < m.inscp_scp_amt + m.fulamt_ownpay_amt:
+        raise Invalid(codes.AMOUNTS_INCONSISTENT,
+                      f"medfee_sumamt {m.medfee_sumamt} is less than inscp_scp_amt {m.inscp_scp_amt} + "
+                      f"fulamt_ownpay_amt {m.fulamt_ownpay_amt}", "settlement", fields)
+    if m.hifp_pay > m.inscp_scp_amt:
+        raise Invalid(codes.AMOUNTS_INCONSISTENT,
+                      f"hifp_pay {m.hifp_pay} exceeds inscp_scp_amt {m.inscp_scp_amt}", "settlement", fields)
+    if m.hifp_pay + m.oth_pay > m.medfee_sumamt:
+        raise Invalid(codes.AMOUNTS_INCONSISTENT,
+                      f"hifp_pay {m.hifp_pay} + oth_pay {m.oth_pay} exceeds medfee_sumamt {m.medfee_sumamt}",
+                      "settlement", fields)
+
+
+def _explain(raw: bytes, exc: msgspec.DecodeError) -> Invalid:
+    try:
+        obj = _ANY.decode(raw)
+    except msgspec.DecodeError:
+        return Invalid(codes.INVALID_MESSAGE, f"not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Invalid(codes.INVALID_MESSAGE, "a message must be a JSON object")
+    msg_type = obj.get("msg_type")
+    fields = {k: obj[k] for k in _KEY_FIELDS if isinstance(obj.get(k), (str, int)) and not isinstance(obj.get(k), bool)}
+    if not isinstance(msg_type, str) or msg_type not in MSG_TYPES:
+        return Invalid(codes.UNKNOWN_MSG_TYPE,
+                       f"unknown msg_type {msg_type!r}; expected one of {sorted(MSG_TYPES)}",
+                       msg_type if isinstance(msg_type, str) else None, fields)
+    return Invalid(codes.INVALID_MESSAGE, str(exc), msg_type, fields)
+
+
+def _keys_of(message: Inbound) -> dict[str, Any]:
+    return {k: getattr(message, k) for k in _KEY_FIELDS if hasattr(message, k)}
+
+
+def rejected_result(reason: Reason, msg_type: str | None, fields: dict[str, Any]) -> Outbound:
+    """The typed `<msg_type>_result` with `result: "rejected"`, keyed as far as the input allows."""
+    cls = RESULT_TYPE_FOR.get(msg_type or "")
+    if cls is None:
+        return Rejected(result="rejected", reason=reason, received_msg_type=msg_type)
+    wanted = {f: fields.get(f) for f in cls.__struct_fields__ if f in fields}
+    for name in ("setl_id", "psn_no", "year", "grant_id", "fixmedins_code", "status", "action", "admdvs"):
+        if name in cls.__struct_fields__:
+            value = wanted.get(name)
+            expected_int = name == "year"
+            if value is not None and expected_int != isinstance(value, int):
+                value = None
+            wanted[name] = value
+    return cls(result="rejected", reason=reason, **wanted)

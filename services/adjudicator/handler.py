@@ -1,0 +1,88 @@
+"""One path from raw bytes to results, for every transport, replay and tests.
+
+Validate → load the person → decide (pure) → append atomically → answer. A
+lost race for the same person is retried on fresh state, so a cap is never
+overrun whatever the concurrency.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events.messages import Inbound, Settlement, YearClose
+from events.results import Outbound, YearCloseResult
+from events.validation import Invalid, decode
+from services.adjudicator.store import Conflict, Store
+from services.policy.decision import Context, Decision
+from services.policy.engine import Engine
+from services.policy.year_end import has_quota_due
+
+MAX_CONFLICT_RETRIES = 50
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass
+class Handler:
+    engine: Engine
+    store: Store
+    clock: Callable[[], dt.datetime] = utc_now
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+    async def handle(self, raw: bytes, source: str = "") -> list[Outbound]:
+        ctx = Context(now=self.clock(), correlation_id=self.new_id())
+        try:
+            message = decode(raw)
+        except Invalid as bad:
+            decision = self.engine.reject(bad.reason, bad.msg_type, bad.fields, ctx, raw, source)
+            await self.store.append(decision, None)
+            return decision.results
+        decision = await self._decide_and_append(message, ctx)
+        results = list(decision.results)
+        if isinstance(message, YearClose) and decision.events:
+            results[0], adjustments = await self._year_end(message, ctx, results[0])
+            results.extend(adjustments)
+        return results
+
+    async def _decide_and_append(self, message: Inbound, ctx: Context) -> Decision:
+        psn_no = getattr(message, "psn_no", None)
+        refresh = False
+        for _ in range(MAX_CONFLICT_RETRIES):
+            person = await self.store.person(psn_no) if psn_no else None
+            ref = await self.store.reference(refresh)
+            if (isinstance(message, Settlement) and not refresh
+                    and message.fixmedins_code not in ref.hospitals):
+                refresh = True          # another process may have just recorded the hospital
+                continue
+            decision = self.engine.decide(message, person, ref, ctx)
+            try:
+                await self.store.append(decision, person)
+                return decision
+            except Conflict:
+                if psn_no:
+                    self.store.forget(psn_no)
+                refresh = True
+        raise RuntimeError(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writers")
+
+    async def _year_end(self, close: YearClose, ctx: Context, closed: Outbound) -> tuple[Outbound, list[Outbound]]:
+        adjustments: list[Outbound] = []
+        async for psn_no in self.store.persons_due(close.admdvs, close.year):
+            for _ in range(MAX_CONFLICT_RETRIES):
+                person = await self.store.person(psn_no)
+                if not has_quota_due(person, close.admdvs, close.year):
+                    break
+                decision = self.engine.year_end(person, close, ctx)
+                try:
+                    await self.store.append(decision, person)
+                except Conflict:
+                    self.store.forget(psn_no)
+                    continue
+                adjustments.extend(decision.results)
+                break
+        assert isinstance(closed, YearCloseResult)
+        return YearCloseResult(admdvs=closed.admdvs, year=closed.year, result=closed.result,
+                               adjustments=len(adjustments)), adjustments

@@ -1,0 +1,58 @@
+"""An in-memory store: the ledger without servers, for `ledger replay`, audits and unit tests."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from events import ledger as ev
+from events.chain import seal
+from services.adjudicator.store import Conflict
+from services.policy.decision import Decision
+from services.policy.engine import Reference
+from services.policy.state import Person, apply_commit
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.persons: dict[str, Person] = {}
+        self.ref = Reference()
+        self.ref_events: list[ev.LedgerEvent] = []
+        self.commits: list[tuple[str | None, ev.Commit]] = []   # (psn_no or None, commit), in append order
+        self._seq = 0
+
+    async def person(self, psn_no: str) -> Person:
+        found = self.persons.get(psn_no)
+        if found is None:
+            found = self.persons[psn_no] = Person(psn_no)
+        return found
+
+    async def reference(self, refresh: bool = False) -> Reference:
+        return self.ref
+
+    async def append(self, decision: Decision, person: Person | None) -> None:
+        if not decision.events and not decision.results:
+            return
+        if decision.psn_no is not None:
+            current = self.persons.setdefault(decision.psn_no, Person(decision.psn_no))
+            if person is not None and person is not current:
+                raise Conflict(decision.psn_no)
+            if not decision.events:
+                return           # duplicates answer from state; nothing new to store
+            events, _ = seal(decision.events, current.head_hash)
+            self._seq += 1
+            commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
+            apply_commit(current, commit, self._seq)
+            self.commits.append((decision.psn_no, commit))
+        elif decision.events:
+            self._seq += 1
+            for event in decision.events:
+                self.ref.evolve(event)
+                self.ref_events.append(event)
+            self.commits.append((None, ev.Commit(decision.events[0].event_id, decision.events[0].correlation_id,
+                                                 decision.events, decision.results)))
+
+    def forget(self, psn_no: str) -> None:
+        pass
+
+    async def persons_due(self, admdvs: str, year: int) -> AsyncIterator[str]:
+        for psn_no in list(self.persons):
+            yield psn_no

@@ -1,0 +1,30 @@
+"""The port between the one decision path and where events live (in memory or JetStream)."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from services.policy.decision import Decision
+from services.policy.engine import Reference
+from services.policy.state import Person
+
+
+class Conflict(Exception):
+    """Another writer appended to this person first: reload and decide again (design.md §2)."""
+
+
+class Store(Protocol):
+    async def person(self, psn_no: str) -> Person:
+        """The person's folded state, at least as new as the last decision this store appended."""
+
+    async def reference(self, refresh: bool = False) -> Reference:
+        """Hospitals and closed years; `refresh` catches up with the stream first."""
+
+    async def append(self, decision: Decision, person: Person | None) -> None:
+        """Append all events of one decision at once, guarded by the person's version; raises Conflict."""
+
+    def forget(self, psn_no: str) -> None:
+        """Drop a cached person after a conflict."""
+
+    def persons_due(self, admdvs: str, year: int) -> AsyncIterator[str]:
+        """psn_no of every person who may have quota-managed visits to pay at year end."""

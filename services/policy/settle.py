@@ -1,0 +1,128 @@
+"""Settlements and their cancellation as events and results (integration.md §1–§2)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from events import codes
+from events import ledger as ev
+from events.messages import Settlement, SettlementCancel
+from events.money import ZERO
+from events.results import Cap, CancelResult, Line, SettlementResult, as_duplicate
+from services.policy.decision import Decision, Rejection
+from services.policy.formulas import PlannedLine
+from services.policy.pack import Pack
+from services.policy.settlement import INPATIENT, Hospital, Outcome, choose
+from services.policy.state import Person, PersonYear
+
+
+def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None, pack: Pack) -> Decision:
+    known = person.settlements.get(msg.setl_id)
+    if known is not None and known.result is not None:
+        return Decision(results=[as_duplicate(known.result)], psn_no=msg.psn_no)
+    year = msg.enddate.year
+    if year not in person.enrolments:
+        raise Rejection(codes.NOT_ENROLLED, f"no enrolment of this person for {year}; send the enrolment first")
+    if hospital is None:
+        raise Rejection(codes.UNKNOWN_MEDINS, f"hospital {msg.fixmedins_code!r} is not a known medins")
+    outcome = choose(person, msg, hospital, pack)
+    facts_type = ev.HospitalStaySettled if msg.med_type == INPATIENT else ev.OutpatientVisitSettled
+    y = person.years.get(year) or PersonYear(year)
+    facts = facts_type(
+        setl_id=msg.setl_id, mdtrt_id=msg.mdtrt_id, psn_no=msg.psn_no, admdvs=msg.admdvs, year=year,
+        insutype=msg.insutype, med_type=msg.med_type, chronic_mgmt=msg.chronic_mgmt, special_drug=msg.special_drug,
+        fixmedins_code=msg.fixmedins_code, designated=hospital.designated, in_province=hospital.in_province,
+        ooc_class=hospital.ooc_class, serious_disease_designated=hospital.serious_disease_designated,
+        begndate=msg.begndate, enddate=msg.enddate, setl_time=msg.setl_time, dise_codg=msg.dise_codg,
+        medfee_sumamt=msg.medfee_sumamt, fulamt_ownpay_amt=msg.fulamt_ownpay_amt, inscp_scp_amt=msg.inscp_scp_amt,
+        hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, status=outcome.status, oop=outcome.oop,
+        remaining=outcome.remaining, ci_base_before=y.ci_base, ci_base_added=outcome.ci_base_added,
+        assist_base_before=y.assist_base, assist_base_added=outcome.assist_base_added,
+        quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay, maf_pay=outcome.maf_pay,
+        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt)
+    events: list[ev.LedgerEvent] = [facts]
+    if outcome.ci is not None:
+        events.append(outcome.ci)
+    events.extend(payment_event(msg.setl_id, msg.psn_no, year, line) for line in outcome.lines)
+    warnings = raised_warnings(y, msg, outcome, pack)
+    events.extend(warnings)
+    result = SettlementResult(
+        setl_id=msg.setl_id, psn_no=msg.psn_no, result="settled", year=year, pack=pack.id, status=outcome.status,
+        medfee_sumamt=msg.medfee_sumamt, hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, hifmi_pay=outcome.hifmi_pay,
+        maf_pay=outcome.maf_pay, hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt,
+        lines=result_lines(outcome), cap=cap_of(outcome.cap_limit, outcome.cap_used),
+        warnings=[w.code for w in warnings])
+    return Decision(events, [result], psn_no=msg.psn_no)
+
+
+def payment_event(setl_id: str, psn_no: str, year: int, line: PlannedLine, adjustment: str | None = None):
+    if line.fund == "hospital":
+        return ev.HospitalBorne(setl_id=setl_id, psn_no=psn_no, year=year, rule_id=line.rule_id, clause=line.clause,
+                                base=line.base, ratio=line.ratio, amount=line.amount)
+    return ev.AssistancePaid(
+        setl_id=setl_id, psn_no=psn_no, year=year, rule_id=line.rule_id, clause=line.clause, base=line.base,
+        ratio=line.ratio, threshold=line.threshold, cumulative_before=line.cumulative_before,
+        formula_amount=line.formula_amount, counter=line.counter, cap_limit=line.cap_limit,
+        cap_used_before=line.cap_used_before, amount=line.amount, adjustment=adjustment)
+
+
+def result_lines(outcome: Outcome) -> list[Line]:
+    lines = []
+    if outcome.ci is not None:
+        ci = outcome.ci
+        lines.append(Line("critical_illness", ci.rule_id, ci.clause, ci.base, ci.ratio, ci.amount))
+    lines.extend(Line(l.fund, l.rule_id, l.clause, l.base, l.ratio, l.amount) for l in outcome.lines)  # type: ignore[arg-type]
+    return lines
+
+
+def cap_of(limit: Decimal | None, used: Decimal) -> Cap | None:
+    if limit is None:
+        return None
+    return Cap(limit, used, max(ZERO, limit - used))
+
+
+def raised_warnings(y: PersonYear, msg: Settlement, outcome: Outcome, pack: Pack) -> list[ev.WarningRaised]:
+    """因病返贫致贫双预警: raised once per person-year when a figure first passes its threshold (policy.md §7)."""
+    raised = []
+    for rule in pack.warnings:
+        if rule.code in y.warnings or (rule.insutype and rule.insutype != msg.insutype):
+            continue
+        if rule.measure == "employee_burden":
+            figure = y.burden + outcome.psn_part_amt
+            threshold = rule.threshold_by_year.get(str(y.year))
+        else:
+            if not outcome.assist_base_added:
+                continue
+            figure = y.assist_base + outcome.assist_base_added
+            threshold = pack.income_threshold(rule.income_share, y.year) if rule.income_share else None
+        if threshold is not None and figure > threshold:
+            raised.append(ev.WarningRaised(psn_no=msg.psn_no, year=y.year, code=rule.code, clause=rule.clause,
+                                           figure=figure, threshold=threshold, setl_id=msg.setl_id))
+    return raised
+
+
+def decide_cancel(person: Person, msg: SettlementCancel, pack: Pack | None) -> Decision:
+    record = person.settlements.get(msg.setl_id)
+    if record is None:
+        raise Rejection(codes.UNKNOWN_SETTLEMENT, f"settlement {msg.setl_id!r} of this person is not in the ledger")
+    if record.cancelled and record.cancel_result is not None:
+        return Decision(results=[as_duplicate(record.cancel_result)], psn_no=msg.psn_no)
+    facts = record.facts
+    events: list[ev.LedgerEvent] = [ev.SettlementCancelled(setl_id=facts.setl_id, psn_no=facts.psn_no,
+                                                           year=facts.year, cancel_time=msg.cancel_time)]
+    totals = {"critical_illness": ZERO, "assistance": ZERO, "hospital": ZERO}
+    for payment in record.payments:
+        fund = ("critical_illness" if isinstance(payment, ev.CriticalIllnessPaid)
+                else "hospital" if isinstance(payment, ev.HospitalBorne) else "assistance")
+        counter = payment.counter if isinstance(payment, ev.AssistancePaid) else "none"
+        totals[fund] += payment.amount
+        events.append(ev.PaymentReversed(setl_id=facts.setl_id, psn_no=facts.psn_no, year=facts.year, fund=fund,
+                                         rule_id=payment.rule_id, clause=payment.clause, counter=counter,
+                                         amount=payment.amount))
+    y = person.years.get(facts.year) or PersonYear(facts.year)
+    shared_back = sum((p.amount for p in record.payments
+                       if isinstance(p, ev.AssistancePaid) and p.counter == "shared"), ZERO)
+    limit = pack.status_cap(facts.status) if pack else None
+    result = CancelResult(setl_id=msg.setl_id, psn_no=msg.psn_no, result="reversed", year=facts.year,
+                          hifmi_pay=totals["critical_illness"], maf_pay=totals["assistance"],
+                          hosp_part_amt=totals["hospital"], cap=cap_of(limit, y.assistance_cap_used - shared_back))
+    return Decision(events, [result], psn_no=msg.psn_no)

@@ -1,0 +1,170 @@
+"""Deciding one settlement: 大病, assistance lines, hospital-borne amounts, 就高不就低 (policy.md §4–§9)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from events import ledger as ev
+from events.messages import Settlement
+from events.money import ZERO
+from services.policy.critical_illness import ci_payment, terms_for
+from services.policy.formulas import FORMULAS, PlannedLine, Raw, Room, Stay, plan_line
+from services.policy.pack import LineRule, Pack
+from services.policy.state import Person, PersonYear
+
+INPATIENT, CHRONIC_SPECIAL = "21", "14"
+
+
+@dataclass(frozen=True, slots=True)
+class Hospital:
+    code: str
+    designated: bool
+    in_province: bool
+    ooc_class: str | None
+    serious_disease_designated: bool
+
+    @classmethod
+    def from_event(cls, e: ev.MedinsRecorded) -> Hospital:
+        return cls(e.fixmedins_code, e.designated, e.in_province, e.ooc_class, e.serious_disease_designated)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Everything one candidate status would pay for one settlement."""
+    status: str | None
+    oop: Decimal
+    remaining: Decimal
+    ci_base_added: Decimal
+    assist_base_added: Decimal
+    quota_base: Decimal
+    ci: ev.CriticalIllnessPaid | None
+    lines: list[PlannedLine]
+    cap_limit: Decimal | None
+    cap_used: Decimal
+    hifmi_pay: Decimal
+    maf_pay: Decimal
+    hosp_part_amt: Decimal
+    psn_part_amt: Decimal
+
+
+def applies(rule: LineRule, status: str, msg: Settlement, hospital: Hospital, year: int) -> bool:
+    return ((not rule.statuses or status in rule.statuses)
+            and (not rule.in_province_only or hospital.in_province)
+            and (not rule.years or rule.years[0] <= year <= rule.years[1])
+            and (not rule.diagnoses or msg.dise_codg.startswith(tuple(rule.diagnoses))))
+
+
+def outpatient_kind(msg: Settlement) -> str | None:
+    if msg.med_type != CHRONIC_SPECIAL:
+        return None                 # ordinary outpatient (11): no assistance in either text
+    return "special" if msg.special_drug else "chronic"
+
+
+def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hospital, pack: Pack,
+             year_state: PersonYear | None = None, fixed_ci: Decimal | None = None) -> Outcome:
+    """Pure: what `status` would give for `msg`, given the person's counters so far.
+
+    `year_state` and `fixed_ci` let retroactive and year-end re-evaluation use the
+    counters as they stood, without re-deciding 大病 (policy.md §11).
+    """
+    year = msg.enddate.year
+    y = year_state or person.years.get(year) or PersonYear(year)
+    inpatient = msg.med_type == INPATIENT
+    total, hifp, oth = msg.medfee_sumamt, msg.hifp_pay, msg.oth_pay
+    oop = msg.inscp_scp_amt - hifp
+    owed = total - hifp - oth
+
+    ci_event, ci = None, ZERO
+    ci_base_added = oop if msg.insutype == "390" and (inpatient or pack.ci_outpatient) else ZERO
+    if ci_base_added:
+        terms = terms_for(pack, status)
+        ci = fixed_ci if fixed_ci is not None else min(ci_payment(terms, y.ci_base, oop, y.ci_paid), max(ZERO, owed))
+        if ci > ZERO and fixed_ci is None:
+            ci_event = ev.CriticalIllnessPaid(
+                setl_id=msg.setl_id, psn_no=msg.psn_no, year=year, rule_id=terms.rule_id, clause=terms.clause,
+                base=oop, cumulative_before=y.ci_base, deductible=terms.deductible, ratio=terms.ratio,
+                cap_limit=terms.cap, paid_before=y.ci_paid, amount=ci)
+    remaining = oop - ci
+    assisted = status is not None and hospital.designated
+    assist_base_added = remaining if inpatient and hospital.designated else ZERO
+    cap_limit = pack.status_cap(status)
+    room = Room(owed - ci, min(remaining, owed - ci), cap_limit, y.assistance_cap_used, dict(y.own_used))
+    lines: list[PlannedLine] = []
+    quota_base = ZERO
+    if assisted:
+        ooc_share = _ooc_share(pack, status, hospital, total) if inpatient else None
+        stay = Stay(year, total, msg.fulamt_ownpay_amt, msg.inscp_scp_amt, hifp, oth, ci, remaining,
+                    hospital.in_province, ooc_share)
+        kind = "inpatient" if inpatient else outpatient_kind(msg)
+        if kind == "chronic" and msg.chronic_mgmt == "quota":
+            if any(applies(r, status, msg, hospital, year) for r in pack.outpatient if r.kind == "chronic"):
+                quota_base = remaining      # 临汾 二(五): 限额管理的年底一次性救助 (year_close)
+        elif kind is not None:
+            rules = pack.inpatient if inpatient else [r for r in pack.outpatient if r.kind == kind]
+            for rule in rules:
+                if applies(rule, status, msg, hospital, year):
+                    _plan(rule, stay, pack, y.assist_base, room, lines)
+            if inpatient:
+                _single_disease_and_hospital(status, msg, hospital, pack, stay, room, lines)
+    maf = sum((l.amount for l in lines if l.fund == "assistance"), ZERO)
+    hosp = sum((l.amount for l in lines if l.fund == "hospital"), ZERO)
+    return Outcome(status, oop, remaining, ci_base_added, assist_base_added, quota_base, ci_event, lines,
+                   cap_limit, room.cap_used, ci, maf, hosp, total - hifp - oth - ci - maf - hosp)
+
+
+def _plan(rule: LineRule, stay: Stay, pack: Pack, base_before: Decimal, room: Room, lines: list[PlannedLine]) -> None:
+    paid_in_scope = sum((l.amount for l in lines if l.in_scope and l.fund == "assistance"), ZERO)
+    raw = FORMULAS[rule.formula](rule, stay, pack=pack, base_before=base_before, paid_in_scope=paid_in_scope)
+    if raw is not None:
+        line = plan_line(rule.rule_id, rule.clause, rule.ratio, raw, rule.counter, rule.own_cap, room)
+        if line is not None:
+            lines.append(line)
+
+
+def _ooc_share(pack: Pack, status: str | None, hospital: Hospital, total: Decimal) -> Decimal | None:
+    control = pack.ooc_control
+    if control is None or status not in control.statuses or not hospital.in_province or hospital.ooc_class is None:
+        return None
+    return control.shares[hospital.ooc_class] * total
+
+
+def _single_disease_and_hospital(status: str, msg: Settlement, hospital: Hospital, pack: Pack, stay: Stay,
+                                 room: Room, lines: list[PlannedLine]) -> None:
+    """临汾 二(四)4 single-disease limit, then the hospital-borne amounts (二(四)4, 二(六))."""
+    over_limit = None
+    rule = pack.single_disease
+    if rule and hospital.serious_disease_designated and status in rule.ratio_by_status:
+        disease = next((d for d in rule.diseases if msg.dise_codg.startswith(d.prefix)), None)
+        if disease is not None:
+            ratio = rule.ratio_by_status[status]
+            within = min(stay.medfee_sumamt, disease.limit)
+            line = plan_line(rule.rule_id, rule.clause, ratio, Raw(within, ratio * within, in_scope=False),
+                             "none", None, room)
+            if line is not None:
+                lines.append(line)
+            over_limit = (rule.hospital_rule_id, rule.clause, Raw(stay.medfee_sumamt - within,
+                                                                  stay.medfee_sumamt - within, in_scope=False))
+    if stay.ooc_share is not None and pack.ooc_control is not None:
+        control = pack.ooc_control
+        excess = max(ZERO, stay.fulamt_ownpay_amt - stay.ooc_share)
+        line = plan_line(control.rule_id, control.clause, None, Raw(stay.fulamt_ownpay_amt, excess, in_scope=False),
+                         "none", None, room, fund="hospital")
+        if line is not None:
+            lines.append(line)
+    if over_limit is not None:
+        line = plan_line(over_limit[0], over_limit[1], None, over_limit[2], "none", None, room, fund="hospital")
+        if line is not None:
+            lines.append(line)
+
+
+def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack) -> Outcome:
+    """就高不就低 (青海 四(三), policy.md §9): the lowest psn_part_amt wins; ties go to the first listed."""
+    valid = person.statuses_on(msg.enddate)
+    best = None
+    for status in [s for s in pack.statuses if s in valid] + [None]:
+        outcome = evaluate(status, person, msg, hospital, pack)
+        if best is None or outcome.psn_part_amt < best.psn_part_amt:
+            best = outcome
+    assert best is not None
+    return best
+

