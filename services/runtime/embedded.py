@@ -28,12 +28,13 @@ Behaviours others rely on:
   data dir is stopped and replaced; one still owned by a live process is an
   error.
 * PostgreSQL (pgserver) listens on a unix socket only, no TCP. The URL is
-  ``postgresql://postgres:@/postgres?host=<socket dir>`` (trust auth, user and
-  database ``postgres``); asyncpg and libpq accept it as is. The socket dir is
+  ``postgresql://postgres@/postgres?host=<socket dir>&port=5432`` (trust auth,
+  user and database ``postgres``); asyncpg and libpq accept it as is. The socket dir is
   PGDATA itself unless that path is too long for a socket, then a directory
   under the user runtime dir. As root, pgserver runs postgres as a system user
   ``pgserver`` (created with ``useradd`` if missing) and makes the data dir's
-  parents world-traversable (o+rx).
+  parents world-traversable (o+rx). pgserver cannot start in a path with
+  whitespace (it passes it to postgres unquoted); that is refused up front.
 * pgserver shares one postgres between handles in several processes
   (``pg/.handle_pids.json``) and stops it when the last handle stops. Dead
   pids left there by a crash are pruned first, so the next run adopts the
@@ -58,6 +59,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from services.runtime.settings import Settings
 
@@ -210,6 +212,8 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0) -> Em
     nats_dir = Path(data_dir).expanduser().resolve() / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     _reclaim_orphan(nats_dir, timeout=10.0)
+    for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
+        stale.unlink(missing_ok=True)
     conf = nats_dir / "nats-server.conf"
     conf.write_text(_nats_config(nats_dir, port), encoding="utf-8")
     log_path = nats_dir / "nats-server.log"
@@ -316,6 +320,12 @@ def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pg"
+    if any(ch.isspace() for ch in str(pgdata)):
+        # pgserver passes the socket dir to postgres unquoted (pgserver 0.1.4).
+        raise RuntimeError(
+            f"embedded PostgreSQL cannot use a data path with whitespace ({pgdata}); "
+            "set LEDGER_DATA_DIR to a path without spaces, or set DATABASE_URL"
+        )
     pgdata.mkdir(exist_ok=True)
     _forget_dead_handles(pgserver, pgdata)
     try:
@@ -324,7 +334,15 @@ def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedP
         raise RuntimeError(
             f"embedded PostgreSQL failed to start in {pgdata}: {exc}; log tail:\n{_tail(pgdata / 'log')}"
         ) from exc
-    return EmbeddedPostgres(url=server.get_uri(), data_dir=pgdata, server=server)
+    return EmbeddedPostgres(url=_socket_url(server), data_dir=pgdata, server=server)
+
+
+def _socket_url(server: Any) -> str:
+    """``postgresql://postgres@/postgres?host=<socket dir>``, the path percent-encoded."""
+    info = server.get_postmaster_info()
+    if info.socket_dir is None:  # TCP (pgserver does this on Windows only)
+        return str(server.get_uri())
+    return f"postgresql://postgres@/postgres?host={quote(str(info.socket_dir), safe='/')}&port={info.port}"
 
 
 @contextlib.asynccontextmanager

@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_platform: str | None = None
     token_supervisor: str | None = None
     token_admin: str | None = None
+    stream_replicas: int | None = None  # LEDGER_STREAM_REPLICAS: 3 on an R3 cluster; None keeps what exists
 
     @property
     def tokens_path(self) -> Path:
@@ -76,6 +77,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 0 <= port <= 65535:
         raise ValueError(f"{name} must be a TCP port number (0-65535), got {port}")
     return port
+
+
+def _replicas(env: Mapping[str, str], name: str) -> int | None:
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    if raw not in {"1", "3", "5"}:
+        raise ValueError(f"{name} must be 1, 3 or 5 (JetStream replica count), got {raw!r}")
+    return int(raw)
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -120,4 +130,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         token_platform=_secret(env, "LEDGER_TOKEN_PLATFORM"),
         token_supervisor=_secret(env, "LEDGER_TOKEN_SUPERVISOR"),
         token_admin=_secret(env, "LEDGER_TOKEN_ADMIN"),
+        stream_replicas=_replicas(env, "LEDGER_STREAM_REPLICAS"),
     )
