@@ -1,0 +1,75 @@
+"""The projections: which folds feed which tables, each owned and checkpointed as one unit.
+
+A projection is the unit of ownership (one advisory lock), of checkpoint and of
+rebuild: its tables always move together. `claims` groups the settlement,
+usage, fund and warning tables because their folds share the settlement index.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from events import ledger as ev
+from projections.claims import FUND_FLOW, LINE, SETTLEMENT, WARNING, ClaimsState, SetlMeta, fold_claims
+from projections.model import Message, Op, Table
+from projections.trail import DEAD_LETTER, LEDGER_EVENT, fold_dead_letters, fold_trail
+from projections.usage import PERSON_YEAR, RULE_TOTAL, fold_usage
+
+Prefetch = Callable[[Any, str, Any, list[Message]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Projection:
+    name: str
+    tables: tuple[Table, ...]
+    new_state: Callable[[], Any]
+    fold: Callable[[Any, Message], list[Op]]
+    prefetch: Prefetch | None = None      # fill the state from its own tables before a batch is folded
+
+
+def _fold_claims_and_usage(state: ClaimsState, msg: Message) -> list[Op]:
+    return [*fold_claims(state, msg), *fold_usage(state, msg)]
+
+
+_LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementCancelled,
+          ev.PaymentReversed, ev.WarningRaised)
+MAX_INDEX = 200_000   # settlements kept in memory; past this the index is dropped and refilled from SQL
+
+
+async def _prefetch_settlements(conn, schema: str, state: ClaimsState, msgs: list[Message]) -> None:
+    """Load the index entries this batch refers to but did not itself create."""
+    if len(state.settlements) > MAX_INDEX:
+        state.settlements.clear()
+    created = {(m.person_key, e.setl_id) for m in msgs for e in m.events if isinstance(e, ev.SettlementFacts)}
+    wanted = {(m.person_key, e.setl_id) for m in msgs if m.person_key for e in m.events
+              if isinstance(e, _LATER) and getattr(e, "setl_id", None)}
+    missing = [k for k in wanted - created if k not in state.settlements]
+    if not missing:
+        return
+    rows = await conn.fetch(
+        f'SELECT setl_id, person_key, admdvs, inpatient, ci_base_added, assist_base_added, medfee_sumamt, '
+        f'psn_part_amt, maf_adjusted FROM "{schema}".settlement '
+        f'WHERE (person_key, setl_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
+        [k[0] for k in missing], [k[1] for k in missing])
+    for r in rows:
+        state.settlements[(r["person_key"], r["setl_id"])] = SetlMeta(
+            r["admdvs"], r["inpatient"], r["ci_base_added"], r["assist_base_added"], r["medfee_sumamt"],
+            r["psn_part_amt"], r["maf_adjusted"])
+
+
+PROJECTIONS: dict[str, Projection] = {p.name: p for p in (
+    Projection("claims", (SETTLEMENT, LINE, FUND_FLOW, WARNING, PERSON_YEAR, RULE_TOTAL), ClaimsState,
+               _fold_claims_and_usage, _prefetch_settlements),
+    Projection("audit_trail", (LEDGER_EVENT,), lambda: None, fold_trail),
+    Projection("dead_letters", (DEAD_LETTER,), lambda: None, fold_dead_letters),
+)}
+
+
+def select(names: Iterable[str] | None) -> list[Projection]:
+    """The named projections (all when `names` is empty); an unknown name is a ValueError."""
+    names = list(names or PROJECTIONS)
+    unknown = [n for n in names if n not in PROJECTIONS]
+    if unknown:
+        raise ValueError(f"unknown projection(s) {unknown}; known: {sorted(PROJECTIONS)}")
+    return [PROJECTIONS[n] for n in names]

@@ -1,0 +1,164 @@
+"""The projector: stream LEDGER → read models, rows and checkpoint in ONE transaction per batch.
+
+Per batch and per owned projection, inside one transaction: lock the
+projection's checkpoint row, check it is still what this replica last wrote
+(else another owner or a rebuild swap moved it: drop state, re-read, resume
+from there), fold the messages after it, write the rows, advance the
+checkpoint. A crash anywhere rolls the whole batch back, so restarting from
+the stored checkpoint neither loses nor doubles an event.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from projections.catalog import Projection, select
+from projections.decode import decode_message
+from projections.model import Message
+from projections.ownership import Ownership
+from projections.source import Raw, StreamReader
+from projections.sql import write
+from services.runtime.stream import STREAM
+
+log = logging.getLogger("ledger.projector")
+LIVE = "public"
+
+
+class Fenced(Exception):
+    """The checkpoint moved under us: someone else wrote this projection."""
+
+
+def decode_batch(raws: list[Raw]) -> list[Message]:
+    out = []
+    for raw in raws:
+        try:
+            out.append(decode_message(raw.seq, raw.subject, raw.data))
+        except Exception as exc:     # not a commit: keep the sequence moving, say so
+            log.error("stream message %d on %s is not a ledger commit (%s); skipped", raw.seq, raw.subject, exc)
+            out.append(Message(raw.seq, raw.subject, None, [], []))
+    return out
+
+
+async def fold_into(conn: asyncpg.Connection, projection: Projection, schema: str, state: Any,
+                    msgs: list[Message]) -> None:
+    if projection.prefetch is not None:
+        await projection.prefetch(conn, schema, state, msgs)
+    ops = []
+    for msg in msgs:
+        ops.extend(projection.fold(state, msg))
+    await write(conn, schema, ops)
+
+
+async def ensure_checkpoints(conn: asyncpg.Connection, names: list[str]) -> dict[str, tuple[int, int]]:
+    await conn.executemany("INSERT INTO projection_checkpoint (projection) VALUES ($1) ON CONFLICT DO NOTHING",
+                           [(n,) for n in names])
+    rows = await conn.fetch("SELECT projection, seq, generation FROM projection_checkpoint "
+                            "WHERE projection = ANY($1::text[])", names)
+    return {r["projection"]: (r["seq"], r["generation"]) for r in rows}
+
+
+class Projector:
+    def __init__(self, dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *,
+                 stream: str = STREAM, max_batch: int = 2000, takeover_every: float = 1.0,
+                 owner: str | None = None, on_batch: Callable[[int], None] | None = None):
+        self.dsn, self.pool, self.js, self.stream = dsn, pool, js, stream
+        self.projections = {p.name: p for p in select(names)}
+        self.max_batch, self.takeover_every = max_batch, takeover_every
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.on_batch = on_batch
+        self.expected: dict[str, tuple[int, int]] = {}
+        self.states: dict[str, Any] = {}
+        self.ownership: Ownership | None = None
+
+    @property
+    def owned(self) -> list[str]:
+        return list(self.ownership.owned) if self.ownership else []
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Project until `stop` is set; retries after errors (a dead database, a bad batch) with backoff."""
+        stop = stop or asyncio.Event()
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._run_owned(stop)
+                backoff = 0.5
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError) as exc:
+                log.error("projector %s: %s; retrying in %.1fs", self.owner, exc, backoff)
+                await _sleep(stop, backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _run_owned(self, stop: asyncio.Event) -> None:
+        lock_conn = await asyncpg.connect(self.dsn)
+        self.ownership = Ownership(lock_conn, list(self.projections))
+        try:
+            while not stop.is_set():
+                if not await self.ownership.try_acquire():
+                    if not self.ownership.owned:
+                        await _sleep(stop, self.takeover_every)
+                        continue
+                await self._consume(stop)
+                if not self.ownership.alive():
+                    return
+        finally:
+            await self.ownership.release()
+            await lock_conn.close()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Read from the lowest owned checkpoint until stopped, fenced, or a new projection is taken."""
+        owned = self.ownership.owned
+        async with self.pool.acquire() as conn:
+            self.expected = await ensure_checkpoints(conn, owned)
+        self.states = {n: self.projections[n].new_state() for n in owned}
+        start = min(seq for seq, _ in self.expected.values()) + 1
+        next_takeover = time.monotonic() + self.takeover_every
+        async with StreamReader(self.js, start, stream=self.stream, max_batch=self.max_batch) as reader:
+            while not stop.is_set() and self.ownership.alive():
+                raws = await reader.batch(timeout=0.25)
+                if raws:
+                    try:
+                        await self.apply(decode_batch(raws))
+                    except Fenced as fenced:
+                        log.warning("projector %s: checkpoint of %s moved; resuming from the stored one",
+                                    self.owner, fenced)
+                        return
+                    except BaseException:
+                        self.states = {n: self.projections[n].new_state() for n in owned}
+                        raise
+                if time.monotonic() >= next_takeover:
+                    next_takeover = time.monotonic() + self.takeover_every
+                    if await self.ownership.try_acquire():
+                        return          # a projection was taken over: restart from its checkpoint
+
+    async def apply(self, msgs: list[Message]) -> None:
+        """One transaction: for each owned projection, fence, fold, write, advance the checkpoint."""
+        last = msgs[-1].seq
+        done: dict[str, tuple[int, int]] = {}
+        async with self.pool.acquire() as conn, conn.transaction():
+            for name in self.ownership.owned:
+                row = await conn.fetchrow("SELECT seq, generation FROM projection_checkpoint "
+                                          "WHERE projection = $1 FOR UPDATE", name)
+                if (row["seq"], row["generation"]) != self.expected.get(name):
+                    raise Fenced(name)
+                todo = [m for m in msgs if m.seq > row["seq"]]
+                if todo:
+                    await fold_into(conn, self.projections[name], LIVE, self.states[name], todo)
+                    await conn.execute("UPDATE projection_checkpoint SET seq = $2, owner = $3, updated_at = now() "
+                                       "WHERE projection = $1", name, last, self.owner)
+                    done[name] = (last, row["generation"])
+        self.expected.update(done)
+        if self.on_batch is not None:
+            self.on_batch(last)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
