@@ -141,7 +141,7 @@ class Projector:
         last = msgs[-1].seq
         done: dict[str, tuple[int, int]] = {}
         async with self.pool.acquire() as conn, conn.transaction():
-            for name in self.ownership.owned:
+            for name in sorted(self.ownership.owned):     # one lock order for everyone (see rebuild.swap)
                 row = await conn.fetchrow("SELECT seq, generation FROM projection_checkpoint "
                                           "WHERE projection = $1 FOR UPDATE", name)
                 if (row["seq"], row["generation"]) != self.expected.get(name):

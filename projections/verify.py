@@ -1,0 +1,96 @@
+"""`ledger verify`: recompute every person's hash chain from the stream (design.md §2).
+
+One in-order pass over the stream, keeping only each person subject's head
+hash in memory; each commit is checked with `events.chain.first_break` from
+that head. A subject's first break is reported and the subject is then left
+alone (every later link would be judged against a forged head). Reference
+subjects are not person chains and are skipped.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from events.chain import GENESIS, first_break
+from events.ledger import COMMIT_DECODER
+from projections.decode import person_key_of
+from projections.source import StreamReader, last_sequence
+from services.runtime.stream import STREAM
+
+
+class Break(msgspec.Struct, frozen=True):
+    subject: str
+    person_key: str
+    seq: int
+    index: int            # position of the event within its commit
+    event_id: str
+    expected_prev: str
+    found_prev: str
+    hash_ok: bool
+    reason: str
+
+
+class VerifyReport(msgspec.Struct):
+    ok: bool
+    last_seq: int
+    messages: int = 0
+    events: int = 0
+    persons: int = 0
+    breaks: list[Break] = []
+    first_break: Break | None = None
+    seconds: float = 0.0
+
+
+def check_commit(subject: str, seq: int, data: bytes, head: str) -> tuple[str, Break | None, int]:
+    """(new head, break or None, events checked) for one stored commit on a person subject."""
+    key = person_key_of(subject) or ""
+    try:
+        events = COMMIT_DECODER.decode(data).events
+    except msgspec.DecodeError as exc:
+        return head, Break(subject, key, seq, 0, "", head, "", False, f"not a ledger commit: {exc}"), 0
+    found = first_break(events, head)
+    if found is not None:
+        why = "previous hash does not match" if found.expected_prev != found.found_prev else "hash does not match"
+        return head, Break(subject, key, seq, found.index, found.event_id, found.expected_prev, found.found_prev,
+                           found.hash_ok, why), found.index + 1
+    return (events[-1].hash if events else head), None, len(events)
+
+
+async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    started = time.perf_counter()
+    last = upto if upto is not None else await last_sequence(js, stream)
+    report = VerifyReport(ok=True, last_seq=last)
+    heads: dict[str, str] = {}
+    broken: set[str] = set()
+    if last == 0:
+        return report
+    async with StreamReader(js, 1, stream=stream) as reader:
+        seq = 0
+        while seq < last:
+            batch = await reader.batch(timeout=5.0)
+            if not batch:
+                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
+            for raw in batch:
+                seq = raw.seq
+                if seq > last:
+                    break
+                report.messages += 1
+                if person_key_of(raw.subject) is None or raw.subject in broken:
+                    continue
+                head, found, checked = check_commit(raw.subject, seq, raw.data, heads.get(raw.subject, GENESIS))
+                report.events += checked
+                heads[raw.subject] = head
+                if found is not None:
+                    broken.add(raw.subject)
+                    report.breaks.append(found)
+            if progress is not None:
+                progress(min(seq, last), last)
+    report.persons = len(heads)
+    report.ok = not report.breaks
+    report.first_break = report.breaks[0] if report.breaks else None
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
