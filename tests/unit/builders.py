@@ -73,11 +73,11 @@ def stay(setl_id: str, psn_no: str, *, total: Money, in_scope: Money, hifp: Mone
 
 
 def visit(setl_id: str, psn_no: str, *, total: Money, in_scope: Money, hifp: Money, ooc: Money = "0",
-          chronic_mgmt: str | None = "inpatient_managed", special_drug: bool = False, date: str = "2022-04-01",
+          oth: Money = "0", chronic_mgmt: str | None = "inpatient_managed", special_drug: bool = False, date: str = "2022-04-01",
           admdvs: str = LINFEN, hospital: str | None = None, med_type: str = "14", dise: str = "I10",
           insutype: str = "390") -> dict:
     """A chronic/special-disease outpatient visit (med_type 14) on one day."""
-    msg = stay(setl_id, psn_no, total=total, in_scope=in_scope, hifp=hifp, ooc=ooc, admdvs=admdvs,
+    msg = stay(setl_id, psn_no, total=total, in_scope=in_scope, hifp=hifp, ooc=ooc, oth=oth, admdvs=admdvs,
                hospital=hospital, enddate=date, begndate=date, dise=dise, insutype=insutype)
     msg.update(med_type=med_type, chronic_mgmt=chronic_mgmt, special_drug=special_drug)
     return msg
