@@ -11,6 +11,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
+
+from events.ledger import MessageRejected
 from events.messages import Inbound, Settlement, YearClose
 from events.results import Outbound, YearCloseResult
 from events.validation import Invalid, decode
@@ -41,14 +44,15 @@ class Handler:
             decision = self.engine.reject(bad.reason, bad.msg_type, bad.fields, ctx, raw, source)
             await self.store.append(decision, None)
             return decision.results
-        decision = await self._decide_and_append(message, ctx)
+        decision = await self._decide_and_append(message, ctx, raw, source)
         results = list(decision.results)
         if isinstance(message, YearClose) and decision.events:
             results[0], adjustments = await self._year_end(message, ctx, results[0])
             results.extend(adjustments)
         return results
 
-    async def _decide_and_append(self, message: Inbound, ctx: Context) -> Decision:
+    async def _decide_and_append(self, message: Inbound, ctx: Context, raw: bytes = b"",
+                                 source: str = "") -> Decision:
         psn_no = getattr(message, "psn_no", None)
         refresh = False
         for _ in range(MAX_CONFLICT_RETRIES):
@@ -59,6 +63,10 @@ class Handler:
                 refresh = True          # another process may have just recorded the hospital
                 continue
             decision = self.engine.decide(message, person, ref, ctx)
+            if decision.ref_kind == "rejected" and raw:
+                # A dead letter keeps the bytes as received and where they came from, to re-drive them.
+                decision.events = [msgspec.structs.replace(e, raw=raw, source=source)
+                                   if isinstance(e, MessageRejected) else e for e in decision.events]
             try:
                 await self.store.append(decision, person)
                 return decision

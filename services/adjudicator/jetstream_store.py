@@ -1,0 +1,339 @@
+"""The `Store` on JetStream: one stream message per decision, guarded per person (ADR 0001).
+
+Layout (stream LEDGER, services/runtime/stream.py):
+
+* ``ledger.person.<person_key>`` — one `Commit` per decision of that person:
+  its events sealed onto the person's hash chain, and the results given, so a
+  repeat of any key is answered from the ledger itself (durable idempotency).
+  Published with ``Nats-Expected-Last-Subject-Sequence`` = the version the
+  decision was made on (0 for a new person); the server refuses a stale writer
+  (err_code 10071) and we raise `Conflict`, so the handler reloads and decides
+  again. Two adjudicators can never both spend the same room under a cap.
+* ``ledger.ref.<kind>`` — reference decisions: ``medins``, ``year_close``
+  (guarded the same way on its own subject, so a repeated close is a
+  ``duplicate`` across processes) and ``rejected`` (dead letters, unguarded:
+  they depend on no shared state).
+
+Person state lives in a bounded LRU cache and is rebuilt from the person's
+subject on a miss; after a conflict the cached state is caught up from its
+version instead of being rebuilt from scratch. Reference data is kept current
+by two ordered consumers and caught up on demand (``reference(refresh=True)``).
+
+Concurrency inside one process: the state a decision reads and the version it
+publishes against are taken without an intervening ``await`` (the handler calls
+``append`` right after the pure ``decide``; ``append`` reads the version before
+its first await), and cached state is only changed in whole commits between
+awaits, so a decision made on state that has moved since can only lose its
+race with a `Conflict`. The adjudicator still runs one decision per person at a
+time (services/adjudicator/service.py) to keep per-person order and avoid
+needless conflicts.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError
+
+from events import ledger as ev
+from events.chain import seal
+from services.adjudicator.store import Conflict
+from services.policy.decision import Decision
+from services.policy.engine import Reference
+from services.policy.state import Person, apply_commit
+from services.policy.year_end import area_prefix
+from services.runtime.secrets import person_key
+from services.runtime.stream import (
+    EXPECTED_LAST_SUBJECT_SEQ,
+    PERSON_SUBJECT,
+    REF_SUBJECT,
+    STREAM,
+    WRONG_LAST_SEQUENCE,
+    last_subject_sequence,
+    read_subject,
+)
+
+log = structlog.get_logger(component="ledger.store")
+
+DEFAULT_CACHE_SIZE = 100_000
+REF_KINDS = ("medins", "year_close")       # kinds that shape decisions; `rejected` is write-only here
+_GUARDED_REF_KINDS = frozenset({"year_close"})
+
+
+class _Entry:
+    __slots__ = ("person", "subject", "stale")
+
+    def __init__(self, person: Person, subject: str):
+        self.person = person
+        self.subject = subject
+        self.stale = False
+
+
+class JetStreamStore:
+    """`Store` (services/adjudicator/store.py) over the LEDGER stream; see the module docstring."""
+
+    def __init__(self, js: Any, secret: bytes, *, cache_size: int = DEFAULT_CACHE_SIZE, timeout: float = 5.0,
+                 metrics: Any = None, stream: str = STREAM):
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        self.js = js
+        self._secret = secret
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_subject: dict[str, str] = {}          # subject -> psn_no, for cached persons
+        self.cache_size = cache_size
+        self.timeout = timeout
+        self.metrics = metrics
+        self.stream = stream
+        self._ref = Reference()
+        self._ref_seq = {kind: 0 for kind in REF_KINDS}
+        self._ref_subs: list[Any] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load reference data, then follow it with one ordered consumer per kind."""
+        await self._catch_up_ref()
+        for kind in REF_KINDS:
+            sub = await self.js.subscribe(
+                REF_SUBJECT.format(kind), stream=self.stream, cb=self._on_ref, ordered_consumer=True,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=ConsumerConfig(opt_start_seq=self._ref_seq[kind] + 1))
+            self._ref_subs.append(sub)
+
+    async def close(self) -> None:
+        subs, self._ref_subs = self._ref_subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:          # connection already closing: the ephemeral consumers go with it
+                pass
+
+    # --- persons -----------------------------------------------------------------------
+
+    def subject_of(self, psn_no: str) -> str:
+        return PERSON_SUBJECT.format(person_key(self._secret, psn_no))
+
+    async def person(self, psn_no: str) -> Person:
+        entry = self._cache.get(psn_no)
+        if entry is not None:
+            self._cache.move_to_end(psn_no)
+            if not entry.stale:
+                return entry.person
+            await self._catch_up(entry)
+            return entry.person
+        return (await self._load(psn_no, self.subject_of(psn_no))).person
+
+    def forget(self, psn_no: str) -> None:
+        """After a conflict: the next `person()` catches the cached state up from the stream."""
+        entry = self._cache.get(psn_no)
+        if entry is not None:
+            entry.stale = True
+
+    async def _load(self, psn_no: str | None, subject: str) -> _Entry:
+        """Rebuild a person from their whole subject (psn_no None: learn it from the events)."""
+        started = time.perf_counter()
+        msgs = await read_subject(self.js, subject, stream=self.stream, timeout=self.timeout)
+        person = Person(psn_no) if psn_no is not None else None
+        for msg in msgs:
+            commit = ev.COMMIT_DECODER.decode(msg.data)
+            if person is None:
+                found = next((e.psn_no for e in commit.events if isinstance(getattr(e, "psn_no", None), str)), None)
+                if found is None:
+                    continue
+                person = Person(found)
+            apply_commit(person, commit, msg.seq)
+        if person is None:                           # an empty subject and no psn_no: nothing to cache
+            raise LookupError(f"no person on {subject}")
+        if self.metrics is not None:
+            self.metrics.person_loaded(len(msgs), time.perf_counter() - started)
+        current = self._cache.get(person.psn_no)
+        if current is not None and not current.stale and current.person.version >= person.version:
+            return current                           # someone appended while we were reading
+        entry = _Entry(person, subject)
+        self._put(person.psn_no, entry)
+        return entry
+
+    async def _catch_up(self, entry: _Entry) -> None:
+        while True:
+            version = entry.person.version
+            msgs = await read_subject(self.js, entry.subject, stream=self.stream, after_seq=version,
+                                      timeout=self.timeout)
+            if entry.person.version != version:
+                continue                              # moved while we read: read again from the new version
+            for msg in msgs:
+                apply_commit(entry.person, ev.COMMIT_DECODER.decode(msg.data), msg.seq)
+            entry.stale = False
+            return
+
+    def _put(self, psn_no: str, entry: _Entry) -> None:
+        old = self._cache.get(psn_no)
+        if old is not None:
+            self._by_subject.pop(old.subject, None)
+        self._cache[psn_no] = entry
+        self._cache.move_to_end(psn_no)
+        self._by_subject[entry.subject] = psn_no
+        while len(self._cache) > self.cache_size:
+            _, evicted = self._cache.popitem(last=False)
+            self._by_subject.pop(evicted.subject, None)
+
+    @property
+    def cached_persons(self) -> int:
+        return len(self._cache)
+
+    # --- appending ---------------------------------------------------------------------
+
+    async def append(self, decision: Decision, person: Person | None) -> None:
+        if not decision.events:
+            return                                    # a duplicate: answered from state, nothing new
+        if decision.psn_no is not None:
+            await self._append_person(decision, person)
+        else:
+            await self._append_ref(decision, person)
+
+    async def _append_person(self, decision: Decision, person: Person | None) -> None:
+        psn_no = decision.psn_no
+        assert psn_no is not None
+        if person is None:
+            person = await self.person(psn_no)
+        # Read the version and head before the first await: they belong to the state decided on.
+        expected, head = person.version, person.head_hash
+        entry = self._cache.get(psn_no)
+        subject = entry.subject if entry is not None else self.subject_of(psn_no)
+        events, _ = seal(decision.events, head)
+        commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
+        payload = ev.COMMIT_ENCODER.encode(commit)
+        try:
+            ack = await self.js.publish(subject, payload, timeout=self.timeout,
+                                        headers={EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
+        except APIError as exc:
+            self.forget(psn_no)
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if self.metrics is not None:
+                    self.metrics.conflict()
+                raise Conflict(psn_no) from None
+            raise
+        except BaseException:
+            self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
+            raise
+        if person.version == expected:
+            apply_commit(person, commit, ack.seq)
+            entry = self._cache.get(psn_no)
+            if entry is None or entry.person is not person:
+                if entry is None or entry.person.version < ack.seq:
+                    self._put(psn_no, _Entry(person, subject))
+        else:
+            self.forget(psn_no)
+
+    async def _append_ref(self, decision: Decision, person: Person | None) -> None:
+        kind = decision.ref_kind
+        if not kind:
+            raise ValueError("a decision without psn_no must name its ref_kind")
+        if kind == "rejected" and person is not None:
+            # A refusal read the person's state (not_enrolled, unknown_settlement, ...) but appends
+            # nothing to their subject, so the guard cannot catch stale state: check it here.
+            subject = self.subject_of(person.psn_no)
+            if await last_subject_sequence(self.js, subject, stream=self.stream) != person.version:
+                self.forget(person.psn_no)
+                raise Conflict(person.psn_no)
+        events, _ = seal(decision.events, "")         # reference events: each hashed, chained within the commit
+        commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
+        headers = None
+        if kind in _GUARDED_REF_KINDS:
+            headers = {EXPECTED_LAST_SUBJECT_SEQ: str(self._ref_seq[kind])}
+        try:
+            await self.js.publish(REF_SUBJECT.format(kind), ev.COMMIT_ENCODER.encode(commit),
+                                  timeout=self.timeout, headers=headers)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if self.metrics is not None:
+                    self.metrics.conflict()
+                raise Conflict(kind) from None
+            raise
+        if kind in self._ref_seq:
+            await self._catch_up_ref(kind)
+
+    # --- reference data ----------------------------------------------------------------
+
+    async def reference(self, refresh: bool = False) -> Reference:
+        if refresh:
+            await self._catch_up_ref()
+        return self._ref
+
+    async def _catch_up_ref(self, *kinds: str) -> None:
+        kinds = kinds or REF_KINDS
+        batches = await asyncio.gather(*(
+            read_subject(self.js, REF_SUBJECT.format(kind), stream=self.stream, after_seq=self._ref_seq[kind],
+                         timeout=self.timeout) for kind in kinds))
+        for kind, msgs in zip(kinds, batches):
+            for msg in msgs:
+                self._apply_ref(kind, msg.seq, msg.data)
+
+    async def _on_ref(self, msg: Any) -> None:
+        kind = msg.subject.rsplit(".", 1)[-1]
+        if kind in self._ref_seq:
+            self._apply_ref(kind, msg.metadata.sequence.stream, msg.data)
+
+    def _apply_ref(self, kind: str, seq: int, data: bytes) -> None:
+        if seq <= self._ref_seq[kind]:
+            return                                    # already applied (catch-up and consumer overlap)
+        for event in ev.COMMIT_DECODER.decode(data).events:
+            self._ref.evolve(event)
+        self._ref_seq[kind] = seq
+        self._ref.version = max(self._ref.version, seq)
+
+    # --- year end ----------------------------------------------------------------------
+
+    async def persons_due(self, admdvs: str, year: int) -> AsyncIterator[str]:
+        """psn_no of every person with a quota-managed visit in `year` under `admdvs`.
+
+        Cost: the stream has no index by area or visit kind, so this lists every
+        ``ledger.person.*`` subject (stream info with ``subjects_filter``, paged
+        by the server at 100,000 subjects) and reads each person not already
+        cached — O(persons) requests and O(all person events) decoding, once per
+        year close per area. Fine for a yearly job over a few hundred thousand
+        persons (minutes); beyond that, keep an index (a projection, or a
+        ``ledger.ref`` subject of persons with quota visits) and read only those.
+        """
+        prefix = area_prefix(admdvs)
+        async for subject in self._person_subjects():
+            psn_no = self._by_subject.get(subject)
+            if psn_no is not None and psn_no in self._cache:
+                entry = self._cache[psn_no]
+                await self._catch_up(entry)
+            else:
+                try:
+                    entry = await self._load(None, subject)
+                except LookupError:
+                    continue
+            if _has_quota_visits(entry.person, prefix, year):
+                yield entry.person.psn_no
+
+    async def _person_subjects(self) -> AsyncIterator[str]:
+        nc = self.js._nc                              # nats-py's stream_info does not page subjects
+        api = f"{self.js._prefix}.STREAM.INFO.{self.stream}"
+        offset = 0
+        while True:
+            request = {"subjects_filter": PERSON_SUBJECT.format("*"), "offset": offset}
+            reply = await nc.request(api, json.dumps(request).encode(), timeout=max(self.timeout, 30.0))
+            body = json.loads(reply.data)
+            if "error" in body:
+                raise APIError.from_error(body["error"])
+            subjects = list((body.get("state") or {}).get("subjects") or {})
+            for subject in subjects:
+                yield subject
+            offset += len(subjects)
+            total = body.get("total", 0)
+            if not subjects or offset >= total:
+                return
+
+
+def _has_quota_visits(person: Person, prefix: str, year: int) -> bool:
+    return any(r.facts.year == year and r.facts.quota_base > 0 and r.facts.admdvs.startswith(prefix)
+               for r in person.settlements.values())
+
