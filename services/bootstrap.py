@@ -1,0 +1,199 @@
+"""The one place the running ledger is wired: settings → packs, engine, store, handler, transports.
+
+`ledger run` (services/cli/run.py), the adjudicator worker
+(services/adjudicator/worker.py), the benchmarks and the integration tests all
+call `bootstrap()`; nothing else constructs these parts. Fakes go in through
+its keyword arguments (a `MemoryStore`, a clock, an id source, a patched
+engine), so a test swaps one part and keeps the rest of the wiring.
+
+``bootstrap`` connects (NATS, PostgreSQL when a URL is given), checks the LEDGER
+stream and loads reference data; it does not start taking messages —
+`Ledger.start_transports()` does, and `Ledger.close()` undoes everything in
+reverse order.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from services.adjudicator.handler import Handler, utc_now
+from services.adjudicator.service import Adjudicator
+from services.adjudicator.store import Store
+from services.ingest.feed import FeedConfig, FeedConsumer
+from services.ingest.outbound import ResultPublisher
+from services.ingest.rpc import RpcServer
+from services.observability import Metrics
+from services.policy.engine import Engine
+from services.policy.pack import DEFAULT_PACK_DIR, PackSet
+from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.settings import Settings, load_settings
+
+log = structlog.get_logger(component="ledger.bootstrap")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Tuning the runtime reads from the environment besides `Settings` (all optional)."""
+    pack_dir: Path = DEFAULT_PACK_DIR          # LEDGER_PACK_DIR
+    person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
+    publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    feed: FeedConfig = field(default_factory=FeedConfig)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
+        pack_dir = (env.get("LEDGER_PACK_DIR") or "").strip()
+        cache = (env.get("LEDGER_PERSON_CACHE") or "").strip()
+        timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
+        try:
+            person_cache = int(cache) if cache else cls.person_cache
+            publish_timeout = float(timeout) if timeout else cls.publish_timeout
+        except ValueError:
+            raise ValueError("LEDGER_PERSON_CACHE must be an integer and LEDGER_PUBLISH_TIMEOUT a number") from None
+        if person_cache < 1 or publish_timeout <= 0:
+            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_PUBLISH_TIMEOUT must be positive")
+        return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
+                   person_cache=person_cache, publish_timeout=publish_timeout, feed=FeedConfig.from_env(env))
+
+
+@dataclass
+class Ledger:
+    """Everything one ledger process runs; built by `bootstrap`."""
+    settings: Settings
+    options: RuntimeOptions
+    packs: PackSet
+    engine: Engine
+    store: Store
+    handler: Handler
+    adjudicator: Adjudicator
+    metrics: Metrics
+    person_key: Callable[[str], str]
+    nc: Any = None                    # nats.aio.client.Client, None without NATS (tests with fakes)
+    js: Any = None
+    db: Any = None                    # asyncpg.Pool, None without DATABASE_URL
+    publisher: ResultPublisher | None = None
+    rpc: RpcServer | None = None
+    feed: FeedConsumer | None = None
+    taking_messages: bool = False
+    _owns_nc: bool = True
+
+    async def publish_extra(self, results: list) -> None:
+        if self.publisher is not None:
+            await self.publisher.publish_extra(results)
+
+    async def start_transports(self, *, rpc: bool = True, feed: bool = True) -> None:
+        """Subscribe to ``ledger.rpc.*`` and start pulling ``platform.in.>``."""
+        if self.nc is None:
+            raise RuntimeError("transports need NATS")
+        assert self.publisher is not None
+        if rpc:
+            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher)
+            await self.rpc.start()
+        if feed:
+            self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)
+            await self.feed.start()
+        self.taking_messages = True
+
+    async def stop_transports(self) -> None:
+        """Stop taking messages; finish and answer those already taken."""
+        self.taking_messages = False
+        if self.rpc is not None:
+            await self.rpc.stop()
+        if self.feed is not None:
+            await self.feed.stop()
+
+    async def close(self) -> None:
+        await self.stop_transports()
+        close_store = getattr(self.store, "close", None)
+        if close_store is not None:
+            await close_store()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+        if self.nc is not None and self._owns_nc and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:
+                await self.nc.close()
+
+
+async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
+    import nats
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", error=repr(exc))
+
+    async def on_disconnect() -> None:
+        log.info("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected")
+
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
+        reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
+
+
+async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = None,
+                    database_url: str | None = None, options: RuntimeOptions | None = None,
+                    packs: PackSet | None = None, engine: Engine | None = None, store: Store | None = None,
+                    clock: Callable[[], dt.datetime] | None = None, new_id: Callable[[], str] | None = None,
+                    metrics: Metrics | None = None, nc: Any = None, connect_db: bool = True) -> Ledger:
+    """Build one ledger process. URLs default to the settings' (``None``: no NATS / no PostgreSQL).
+
+    With ``store`` given (e.g. a `MemoryStore`) no stream is touched; NATS is
+    still connected if a URL is given, for the transports. ``connect_db=False``
+    skips PostgreSQL (the adjudicator worker needs none).
+    """
+    settings = settings or load_settings()
+    options = options or RuntimeOptions.from_env()
+    nats_url = nats_url or settings.nats_url
+    database_url = (database_url or settings.database_url) if connect_db else None
+    metrics = metrics or Metrics()
+    packs = packs or PackSet.from_dir(options.pack_dir)
+    engine = engine or Engine(packs)
+    secret = person_key_secret(settings)
+
+    owns_nc = nc is None
+    js = None
+    db = None
+    try:
+        if nc is None and nats_url is not None:
+            nc = await connect_nats(nats_url)
+        if nc is not None:
+            js = nc.jetstream(timeout=options.publish_timeout)
+        if store is None:
+            if js is None:
+                raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
+            from services.adjudicator.jetstream_store import JetStreamStore
+            from services.runtime.stream import ensure_ledger_stream
+
+            await ensure_ledger_stream(js)
+            jss = JetStreamStore(js, secret, cache_size=options.person_cache, timeout=options.publish_timeout,
+                                 metrics=metrics)
+            await jss.start()
+            store = jss
+        if database_url is not None:
+            import asyncpg
+
+            db = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
+    except BaseException:
+        if db is not None:
+            await db.close()
+        if nc is not None and owns_nc:
+            await nc.close()
+        raise
+
+    handler = Handler(engine, store, clock=clock or utc_now, new_id=new_id or (lambda: uuid.uuid4().hex))
+    return Ledger(
+        settings=settings, options=options, packs=packs, engine=engine, store=store, handler=handler,
+        adjudicator=Adjudicator(handler, metrics), metrics=metrics,
+        person_key=lambda psn_no: person_key(secret, psn_no), nc=nc, js=js, db=db,
+        publisher=ResultPublisher(nc) if nc is not None else None, _owns_nc=owns_nc)

@@ -1,0 +1,251 @@
+"""Durable consumption of ``platform.in.<msg_type>`` (batch feeds, identity lists) — integration.md §3.
+
+Stream ``PLATFORM_IN`` on ``platform.in.>`` with work-queue retention (a
+message leaves the stream when acked) and one durable pull consumer
+(``adjudicator``) shared by every adjudicator replica: the server hands each
+message to one of them.
+
+Per message: decide (`Adjudicator.submit`) → publish the results on
+``ledger.out.*`` → ack. The ack goes last, so a crash anywhere before it means
+redelivery after ``ack_wait`` and, the decision being already stored, a
+``duplicate`` answer — never a second payment. A message whose handling
+raises is nak'd with a growing delay; on its last allowed delivery
+(``max_deliver``) it is dead-lettered as ``poison_message`` (a MessageRejected
+with its raw bytes on ``ledger.ref.rejected``) and term()'d.
+
+The pull loop is our own rather than nats-py's ``fetch()``: ``fetch(n)``
+returns a partial batch only when its timeout expires, which adds up to the
+timeout to every quiet-period message. Here pull requests (``batch`` each,
+``expires`` and ``idle_heartbeat`` set) are kept outstanding up to
+``max_inflight`` messages not yet finished, messages are decided as they
+arrive (concurrently across persons, in order per person), and acks are plain
+publishes batched by the client's flusher. A missed heartbeat (e.g. after a
+reconnect) resets the outstanding count and pulls again.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from events import codes
+from services.adjudicator.service import Adjudicator
+from services.ingest.outbound import ResultPublisher
+
+log = structlog.get_logger(component="ledger.feed")
+
+INBOUND_STREAM = "PLATFORM_IN"
+INBOUND_SUBJECTS = ("platform.in.>",)
+DURABLE = "adjudicator"
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    stream: str = INBOUND_STREAM
+    subjects: tuple[str, ...] = INBOUND_SUBJECTS
+    durable: str = DURABLE
+    ack_wait: float = 30.0          # seconds before an unacked message is delivered again
+    max_deliver: int = 5            # tries before a crashing message is dead-lettered
+    max_ack_pending: int = 20_000   # across all replicas
+    max_inflight: int = 1024        # per process: delivered or requested, not yet finished
+    batch: int = 256                # messages per pull request
+    expires: float = 30.0           # pull request lifetime
+    heartbeat: float = 5.0          # idle heartbeat of a pull request
+    nak_delay: float = 1.0          # first retry delay; doubles per try, at most 30 s
+    replicas: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> FeedConfig:
+        def num(name: str, default: float, kind: type = float) -> Any:
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {raw!r}")
+            return value
+        return cls(ack_wait=num("LEDGER_FEED_ACK_WAIT", cls.ack_wait),
+                   max_deliver=num("LEDGER_FEED_MAX_DELIVER", cls.max_deliver, int),
+                   max_inflight=num("LEDGER_FEED_MAX_INFLIGHT", cls.max_inflight, int),
+                   nak_delay=num("LEDGER_FEED_NAK_DELAY", cls.nak_delay),
+                   replicas=num("LEDGER_FEED_REPLICAS", cls.replicas, int))
+
+
+async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
+    """Create (or check) the inbound work-queue stream and create-or-update the durable pull consumer."""
+    try:
+        info = await js.stream_info(config.stream)
+    except NotFoundError:
+        await js.add_stream(StreamConfig(
+            name=config.stream, subjects=list(config.subjects), retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE, discard=DiscardPolicy.OLD, num_replicas=config.replicas,
+            duplicate_window=120.0))
+    else:
+        if info.config.retention != RetentionPolicy.WORK_QUEUE:
+            raise RuntimeError(f"stream {config.stream} exists with {info.config.retention} retention; "
+                               "the inbound feed needs a work queue")
+    await js.add_consumer(config.stream, ConsumerConfig(
+        name=config.durable, durable_name=config.durable, ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=config.ack_wait, max_deliver=config.max_deliver, max_ack_pending=config.max_ack_pending,
+        filter_subjects=list(config.subjects) if len(config.subjects) > 1 else None,
+        filter_subject=config.subjects[0] if len(config.subjects) == 1 else None))
+
+
+def _stream_seq(msg: Any) -> int:
+    """Stream sequence of a delivered message (fast path for the v1 ack subject layout)."""
+    tokens = msg.reply.split(".")
+    return int(tokens[5]) if len(tokens) == 9 else int(msg.metadata.sequence.stream)
+
+
+def _delivered(msg: Any) -> int:
+    tokens = msg.reply.split(".")
+    return int(tokens[4]) if len(tokens) == 9 else int(msg.metadata.num_delivered)
+
+
+class FeedConsumer:
+    def __init__(self, js: Any, adjudicator: Adjudicator, publisher: ResultPublisher,
+                 config: FeedConfig = FeedConfig(), metrics: Any = None):
+        self.js = js
+        self.nc = js._nc
+        self.adjudicator = adjudicator
+        self.publisher = publisher
+        self.config = config
+        self.metrics = metrics
+        self._requested = 0
+        self._inflight = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._sub: Any = None
+        self._watchdog: asyncio.Task | None = None
+        self._stopping = False
+        self._last_activity = time.monotonic()
+        self._pull_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{config.stream}.{config.durable}"
+        self._pull_request = b""
+        self._inbox = ""
+        self.processed = 0
+
+    async def start(self) -> None:
+        await ensure_inbound(self.js, self.config)
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000,
+                                            pending_bytes_limit=1024 * 1024 * 1024)
+        self._watchdog = asyncio.create_task(self._watch())
+        await self._pull()
+
+    async def _pull(self) -> None:
+        c = self.config
+        threshold = max(1, min(c.batch, c.max_inflight) // 2)
+        free = c.max_inflight - self._requested - self._inflight
+        while not self._stopping and free >= threshold:
+            n = min(c.batch, free)
+            request = {"batch": n, "expires": int(c.expires * 1e9), "idle_heartbeat": int(c.heartbeat * 1e9)}
+            self._requested += n
+            free -= n
+            await self.nc.publish(self._pull_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _on_msg(self, msg: Any) -> None:
+        self._last_activity = time.monotonic()
+        headers = msg.headers
+        if headers and "Status" in headers:
+            status = headers["Status"]
+            if status == "100":
+                return                                       # idle heartbeat
+            pending = headers.get("Nats-Pending-Messages")
+            if pending is not None:
+                self._requested = max(0, self._requested - int(pending))
+            else:
+                self._requested = 0                           # 409 and friends: start over
+            if status not in ("404", "408"):
+                log.warning("pull_status", status=status, description=headers.get("Description"))
+            await self._pull()
+            return
+        self._requested = max(0, self._requested - 1)
+        self._inflight += 1
+        task = asyncio.create_task(self._process(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, msg: Any) -> None:
+        try:
+            headers = {"Ledger-Inbound-Seq": str(_stream_seq(msg))}
+            if msg.headers:
+                msg_id = msg.headers.get("Nats-Msg-Id")
+                if msg_id:
+                    headers["Ledger-Msg-Id"] = msg_id
+            source = f"nats:{msg.subject}"
+            try:
+                results = await self.adjudicator.submit(msg.data, source, "feed")
+            except Exception as exc:
+                await self._failed(msg, source, headers, exc)
+                return
+            await self.publisher.publish(results, headers)
+            await msg.ack()
+            self.processed += 1
+        except Exception as exc:                              # connection trouble: redelivered after ack_wait
+            log.error("feed_message_failed", subject=msg.subject, error=repr(exc))
+        finally:
+            self._inflight -= 1
+            if not self._stopping:
+                await self._pull()
+
+    async def _failed(self, msg: Any, source: str, headers: dict[str, str], exc: Exception) -> None:
+        delivered = _delivered(msg)
+        seq = headers["Ledger-Inbound-Seq"]
+        if delivered < self.config.max_deliver:
+            delay = min(self.config.nak_delay * 2 ** (delivered - 1), 30.0)
+            log.warning("decision_failed_retrying", inbound_seq=seq, delivered=delivered, delay=delay,
+                        error=repr(exc))
+            if self.metrics is not None:
+                self.metrics.redeliveries.inc()
+            await msg.nak(delay=delay)
+            return
+        why = f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}"[:1000]
+        try:
+            results = await self.adjudicator.dead_letter(msg.data, source, codes.POISON_MESSAGE, why, "feed")
+            await self.publisher.publish(results, headers)
+        except Exception as again:
+            log.error("dead_letter_failed", inbound_seq=seq, error=repr(again))
+            await msg.nak(delay=self.config.nak_delay)
+            return
+        log.error("poison_message", inbound_seq=seq, delivered=delivered, error=repr(exc))
+        await msg.term()
+
+    async def _watch(self) -> None:
+        hb = self.config.heartbeat
+        while not self._stopping:
+            await asyncio.sleep(hb)
+            if self._requested and time.monotonic() - self._last_activity > 2 * hb + 1:
+                log.warning("pull_heartbeat_missed", outstanding=self._requested)
+                self._requested = 0
+            try:
+                await self._pull()
+            except Exception as exc:                          # disconnected: try again next tick
+                log.warning("pull_failed", error=repr(exc))
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop pulling, finish (decide, answer, ack) what was delivered; the rest stays in the stream."""
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                await sub.drain()
+            except Exception:
+                pass
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
