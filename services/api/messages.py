@@ -1,0 +1,76 @@
+"""``POST /v1/messages``: one inbound message in, its result out — the same path as NATS (integration.md §3).
+
+The body is read as raw bytes and handed to `Adjudicator.submit` exactly as a
+NATS payload would be, so the three transports cannot disagree: Litestar does
+not parse or validate it (the OpenAPI request body is declared by hand).
+Answers:
+
+* 200 with the message's result (``settled``, ``duplicate``, or ``rejected`` by
+  a rule); adjustments that follow it go to ``ledger.out.settlement_adjustment``;
+* 400 with the same rejected shape when the body is not a readable message
+  (not JSON, not an object, unknown ``msg_type``, missing or mistyped fields:
+  codes ``invalid_message`` / ``unknown_msg_type``); dead-lettered like any
+  rejection;
+* 503 with an ``unavailable`` error body when it could not be decided now
+  (nothing stored; send it again — a decided key answers ``duplicate``).
+
+Role ``platform``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from litestar import Request, Response, Router, post
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+
+from events import codes
+from events.results import Outbound, encode_result
+from services.ingest.outbound import ERROR_HEADER, unavailable
+
+log = structlog.get_logger(component="ledger.http")
+
+UNREADABLE = frozenset({codes.INVALID_MESSAGE, codes.UNKNOWN_MSG_TYPE})
+_JSON = "application/json"
+_MSG_TYPES = ["medins", "psn_identity", "enrolment", "settlement", "settlement_cancel", "year_close", "tilted_grant"]
+
+
+def status_for(result: Outbound) -> int:
+    reason = getattr(result, "reason", None)
+    if getattr(result, "result", None) == "rejected" and reason is not None and reason.code in UNREADABLE:
+        return 400
+    return 200
+
+
+@dataclass
+class _SubmitOperation(Operation):
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True, description="One inbound message of integration.md §1, tagged by `msg_type`.",
+            content={_JSON: OpenAPIMediaType(schema=Schema(
+                type=OpenAPIType.OBJECT, required=["msg_type"],
+                properties={"msg_type": Schema(type=OpenAPIType.STRING, enum=_MSG_TYPES)},
+                additional_properties=True))})
+
+
+@post("/", status_code=200, summary="Submit one inbound message and get its result",
+      description="The result of integration.md §2 (e.g. `settlement_result`); 400 for an unreadable message, "
+                  "503 when it could not be decided now.",
+      operation_class=_SubmitOperation, media_type=_JSON)
+async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response[bytes]:
+    raw = await request.body()
+    try:
+        results = await deps.submit(raw, "http", "http")
+    except Exception as exc:
+        log.error("http_submit_failed", error=repr(exc))
+        return Response(unavailable(f"not decided, send again: {exc!r}"), status_code=503, media_type=_JSON,
+                        headers={ERROR_HEADER: "unavailable"})
+    if deps.publish_extra is not None and len(results) > 1:
+        await deps.publish_extra(results)
+    return Response(encode_result(results[0]), status_code=status_for(results[0]), media_type=_JSON)
+
+
+def messages_router() -> Router:
+    return Router(path="/v1/messages", route_handlers=[submit_message], opt={"roles": ("platform",)},
+                  tags=["messages"])
