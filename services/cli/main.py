@@ -14,6 +14,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--pack-dir", help="directory of policy pack *.toml files")
 
     sub.add_parser("run", help="run the ledger (embedded NATS and PostgreSQL unless NATS_URL/DATABASE_URL are set)")
+
+    project = sub.add_parser("project", help="run the projector alone: stream LEDGER -> PostgreSQL read models")
+    project.add_argument("--projection", action="append", help="only this projection (repeatable); default all")
+    project.add_argument("--batch", type=int, default=2000, help="messages per transaction")
+    rebuild = sub.add_parser("rebuild", help="rebuild read models from sequence 1 into fresh tables, then swap")
+    rebuild.add_argument("projection", nargs="?", help="claims, audit_trail or dead_letters; default all")
+    rebuild.add_argument("--batch", type=int, default=5000, help="messages per transaction")
+    rebuild.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    audit = sub.add_parser("audit", help="replay decisions as of a time and list differences with the rules")
+    audit.add_argument("--psn-no", help="one person")
+    audit.add_argument("--area", help="admdvs prefix, e.g. 1410")
+    audit.add_argument("--from", dest="date_from", help="first service date, YYYY-MM-DD")
+    audit.add_argument("--to", dest="date_to", help="last service date, YYYY-MM-DD")
+    audit.add_argument("--as-of", help="replay events recorded up to this ISO time")
+    audit.add_argument("--pack-dir", help="archived pack versions, beside the shipped packs")
+    audit.add_argument("--what-if-dir", help="recompute with these packs instead (matched by pack id)")
+    audit.add_argument("--set", action="append", metavar="PACK:PATH=VALUE", help="what-if parameter override")
+    audit.add_argument("--json", action="store_true", help="print totals and differences as JSON on stdout")
     return parser
 
 
@@ -25,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.cli.run import run_ledger
         return run_ledger()
+    if args.command == "project":
+        from services.cli.readside import project
+        return project(args.projection, args.batch)
+    if args.command == "rebuild":
+        from services.cli.readside import rebuild_cmd
+        return rebuild_cmd(args.projection, args.json, args.batch)
+    if args.command == "verify":
+        from services.cli.readside import verify_cmd
+        return verify_cmd(args.json)
+    if args.command == "audit":
+        from services.cli.audit import audit_cmd
+        return audit_cmd(args)
     return 2
 
 

@@ -1,0 +1,111 @@
+"""What every read route shares: JSON errors, the projection lag, cursors, the database handle.
+
+Errors are `{"code": ..., "message": ...}` with 400 (bad parameter), 404
+(unknown id) or 503 (no database / stream configured). Every read says how far
+behind the stream its projection is: header `X-Projection-Lag` = stream last
+sequence − the projection's checkpoint (the stream head is cached for
+`LAG_TTL` seconds so a busy endpoint does not ask NATS on every request).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import ValidationException
+
+from services.runtime.stream import STREAM
+
+LAG_HEADER = "X-Projection-Lag"
+LAG_TTL = 0.1
+MAX_LIMIT = 1000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} is not in the read models")
+
+
+def bad(message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", message)
+
+
+def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
+    return Response(ErrorBody(exc.code, exc.message), status_code=exc.status)
+
+
+def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    extra = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in (exc.extra or []) if isinstance(e, dict))
+    return Response(ErrorBody("invalid_parameter", f"{exc.detail}{': ' + extra if extra else ''}"), status_code=400)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error}
+
+
+def db_of(deps: Any) -> Any:
+    if getattr(deps, "db", None) is None:
+        raise ApiError(503, "unavailable", "no PostgreSQL configured for the read models (DATABASE_URL)")
+    return deps.db
+
+
+def key_of(deps: Any, psn_no: str) -> str:
+    if not psn_no.strip():
+        raise bad("psn_no must not be empty")
+    return deps.person_key(psn_no)
+
+
+_heads: dict[int, tuple[float, int]] = {}
+
+
+async def stream_head(deps: Any) -> int | None:
+    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS."""
+    js = getattr(deps, "js", None)
+    if js is None:
+        return None
+    now = time.monotonic()
+    cached = _heads.get(id(js))
+    ttl = getattr(deps, "extras", {}).get("projection_lag_ttl", LAG_TTL)
+    if cached is None or now - cached[0] > ttl:
+        stream = getattr(deps, "extras", {}).get("stream", STREAM)
+        info = await js.stream_info(stream)
+        cached = _heads[id(js)] = (now, int(info.state.last_seq or 0))
+    return cached[1]
+
+
+async def lag_of(deps: Any, checkpoint: int | None) -> int | None:
+    head = await stream_head(deps)
+    return None if head is None else max(0, head - (checkpoint or 0))
+
+
+def with_lag(body: Any, lag: int | None, status: int = 200) -> Response[Any]:
+    return Response(body, status_code=status, headers={LAG_HEADER: "" if lag is None else str(lag)})
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, int]:
+    """Cursors are `<seq>.<idx>` of the last row of the previous page."""
+    if not cursor:
+        return (0, -1)
+    seq, _, idx = cursor.partition(".")
+    if not (seq.isdigit() and idx.isdigit()):
+        raise bad(f"cursor {cursor!r} is not one this API gave")
+    return int(seq), int(idx)
+
+
+CHECKPOINT_SQL = "(SELECT seq FROM projection_checkpoint WHERE projection = '{}')"

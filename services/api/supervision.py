@@ -1,0 +1,124 @@
+"""Supervisor jobs: audit replays, chain verification, projection status and rebuild progress."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from litestar import Response, Router, get, post
+
+from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
+from services.audit.job import AuditRequest, start_audit
+from services.policy.pack import PackError
+from services.runtime.stream import STREAM
+
+
+class AuditView(msgspec.Struct):
+    id: str
+    status: str
+    scope: Any
+    done: int
+    total: int
+    totals: Any
+    differences: Any
+    error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class RebuildView(msgspec.Struct):
+    status: str
+    seq: int
+    target_seq: int
+    rate: float | None            # messages per second over the elapsed seconds
+    eta_seconds: float | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str | None
+
+
+class ProjectionView(msgspec.Struct):
+    name: str
+    checkpoint: int
+    stream_last_seq: int | None
+    lag: int | None
+    generation: int
+    owner: str | None
+    updated_at: dt.datetime
+    rebuild: RebuildView | None
+
+
+def _stream(deps: Any) -> str:
+    return getattr(deps, "extras", {}).get("stream", STREAM)
+
+
+@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)")
+async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
+    problems = data.problems()
+    if problems:
+        raise bad("; ".join(problems))
+    if getattr(deps, "js", None) is None:
+        raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    try:
+        data.library()
+    except (PackError, OSError, ValueError) as exc:
+        raise bad(str(exc)) from None
+    job_id = await start_audit(db_of(deps), deps.js, deps.person_key, data, stream=_stream(deps))
+    return await _audit(deps, job_id)
+
+
+async def _audit(deps: Any, job_id: str) -> AuditView:
+    row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
+    if row is None:
+        raise not_found(f"audit {job_id!r}")
+    return AuditView(row["id"], row["status"], msgspec.Raw(row["scope"]), row["done"], row["total"],
+                     msgspec.Raw(row["totals"]), msgspec.Raw(row["differences"]), row["error"], row["created_at"],
+                     row["started_at"], row["finished_at"])
+
+
+@get("/audits/{audit_id:str}", summary="An audit's status, progress, totals and differences")
+async def get_audit(audit_id: str, deps: Any) -> AuditView:
+    return await _audit(deps, audit_id)
+
+
+@get("/verify", summary="Recompute every person's hash chain from the stream; the first break, if any")
+async def verify(deps: Any) -> Any:
+    from projections.verify import verify_stream
+    if getattr(deps, "js", None) is None:
+        raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    return await verify_stream(deps.js, stream=_stream(deps))
+
+
+def _rebuild(r: Any) -> RebuildView | None:
+    if r["status"] is None:
+        return None
+    elapsed = ((r["finished_at"] or r["r_updated_at"]) - r["started_at"]).total_seconds()
+    rate = r["r_seq"] / elapsed if elapsed > 0 else None
+    eta = (r["target_seq"] - r["r_seq"]) / rate if rate and r["status"] == "running" else None
+    return RebuildView(r["status"], r["r_seq"], r["target_seq"], rate, eta, r["started_at"], r["finished_at"],
+                       r["error"])
+
+
+@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress")
+async def projections(deps: Any) -> Response[list[ProjectionView]]:
+    rows = await db_of(deps).fetch(
+        "SELECT c.*, r.status, r.seq AS r_seq, r.target_seq, r.started_at, r.updated_at AS r_updated_at, "
+        "r.finished_at, r.error FROM projection_checkpoint c LEFT JOIN projection_rebuild r USING (projection) "
+        "ORDER BY c.projection")
+    head = await stream_head(deps)
+    return Response([ProjectionView(r["projection"], r["seq"], head, None if head is None else max(0, head - r["seq"]),
+                                    r["generation"], r["owner"], r["updated_at"], _rebuild(r)) for r in rows])
+
+
+def supervision_router() -> Router:
+    return Router(path="/v1", route_handlers=[create_audit, get_audit, verify, projections], tags=["supervision"],
+                  opt={"roles": ("supervisor", "admin")}, exception_handlers=EXCEPTION_HANDLERS)
+
+
+def read_routers() -> list[Router]:
+    """Every router of the read side, for `create_app(deps, routers=read_routers())`."""
+    from services.api.claims_reads import claims_router
+    from services.api.dead_letters import dead_letters_router
+    from services.api.persons import persons_router
+    return [persons_router(), claims_router(), dead_letters_router(), supervision_router()]

@@ -1,0 +1,54 @@
+"""Where the read-side commands find the ledger: NATS_URL and DATABASE_URL, or the local `ledger run`.
+
+With nothing configured, `ledger run` listens for NATS on 127.0.0.1:LEDGER_NATS_PORT and keeps
+PostgreSQL in the data directory; these commands join those (pgserver shares a running server
+between processes) rather than starting servers of their own.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+
+from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.settings import Settings, load_settings
+
+
+@dataclass
+class ReadSide:
+    settings: Settings
+    nats_url: str
+    database_url: str | None
+    nc: Any
+    js: Any
+    secret: bytes
+
+    def person_key(self, psn_no: str) -> str:
+        return person_key(self.secret, psn_no)
+
+
+@contextlib.asynccontextmanager
+async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
+    settings = load_settings()
+    nats_url = settings.nats_url or f"nats://127.0.0.1:{settings.nats_port}"
+    database_url = settings.database_url
+    pg = None
+    if database_url is None and need_database:
+        from services.runtime.embedded import start_postgres
+        pg = start_postgres(settings.data_dir)
+        database_url = pg.url
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=3)
+    except Exception as exc:
+        if pg is not None:
+            pg.stop()
+        raise ConnectionError(f"cannot reach NATS at {nats_url} ({exc}); start `ledger run` or set NATS_URL") from None
+    try:
+        yield ReadSide(settings, nats_url, database_url, nc, nc.jetstream(), person_key_secret(settings))
+    finally:
+        await nc.close()
+        if pg is not None:
+            pg.stop()

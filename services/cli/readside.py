@@ -1,0 +1,111 @@
+"""`ledger project`, `ledger rebuild`, `ledger verify`: the read side from the command line."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from services.cli.connect import connected
+
+err = Console(stderr=True)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _project(names: list[str] | None, batch: int) -> int:
+    from projections.db import migrated_pool
+    from projections.runner import Projector
+    async with connected() as side:
+        pool = await migrated_pool(side.database_url, max_size=2)
+        try:
+            projector = Projector(side.database_url, pool, side.js, names, max_batch=batch)
+            err.print(f"projecting {', '.join(projector.projections)} from {side.nats_url} (Ctrl-C stops)")
+            await projector.run(_stop_on_signals())
+        finally:
+            await pool.close()
+    return 0
+
+
+def project(names: list[str] | None, batch: int) -> int:
+    return _run(_project(names or None, batch))
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]:>9,.0f} msg/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=err, transient=False)
+
+
+async def _rebuild(names: list[str] | None, as_json: bool, batch: int) -> int:
+    from projections.db import migrated_pool
+    from projections.rebuild import rebuild
+    async with connected() as side:
+        pool = await migrated_pool(side.database_url, max_size=2)
+        try:
+            with _bar() as bar:
+                task = bar.add_task(f"rebuild {', '.join(names or ['all'])}", total=None, rate=0.0)
+
+                def progress(state) -> None:
+                    bar.update(task, completed=state.seq, total=max(state.target, 1), rate=state.rate)
+
+                state = await rebuild(side.database_url, pool, side.js, names, max_batch=batch, progress=progress)
+                progress(state)
+        finally:
+            await pool.close()
+    summary = {"projections": names or "all", "seq": state.seq, "events": state.events,
+               "messages_per_second": round(state.rate, 1)}
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
+    else:
+        err.print(f"swapped in at sequence {state.seq}: {state.events:,} events, {state.rate:,.0f} msg/s")
+    return 0
+
+
+def rebuild_cmd(name: str | None, as_json: bool, batch: int) -> int:
+    return _run(_rebuild([name] if name else None, as_json, batch))
+
+
+async def _verify(as_json: bool) -> int:
+    from projections.verify import verify_stream
+    async with connected(need_database=False) as side:
+        with _bar() as bar:
+            task = bar.add_task("verify chains", total=None, rate=0.0)
+            report = await verify_stream(side.js, progress=lambda seq, last: bar.update(task, completed=seq, total=last))
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+    else:
+        err.print(f"{report.messages:,} messages, {report.events:,} person events, {report.persons:,} persons "
+                  f"checked up to sequence {report.last_seq} in {report.seconds}s")
+        if report.ok:
+            err.print("[green]every chain holds[/green]")
+        else:
+            table = Table("subject", "seq", "index", "event_id", "reason", title="chain breaks (first per person)")
+            for b in report.breaks:
+                table.add_row(b.subject, str(b.seq), str(b.index), b.event_id, b.reason)
+            err.print(table)
+    return 0 if report.ok else 1
+
+
+def verify_cmd(as_json: bool) -> int:
+    return _run(_verify(as_json))
+
+
+def _run(coro) -> int:
+    try:
+        return asyncio.run(coro)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        err.print(f"[red]ledger: {exc}[/red]")
+        return 2
