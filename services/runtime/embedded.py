@@ -154,7 +154,7 @@ def _reclaim_orphan(nats_dir: Path, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _nats_config(nats_dir: Path, port: int) -> str:
+def _nats_config(nats_dir: Path, port: int, sync_always: bool = True) -> str:
     q = json.dumps  # NATS conf strings take JSON-style quoting
     listen = f"127.0.0.1:{port if port else -1}"
     return "\n".join(
@@ -167,7 +167,8 @@ def _nats_config(nats_dir: Path, port: int) -> str:
             f"ports_file_dir: {q(str(nats_dir))}",
             "jetstream {",
             f"  store_dir: {q(str(nats_dir))}  # the server stores under <store_dir>/jetstream",
-            "  sync_interval: always          # fsync every write: an ack survives a power cut",
+            "  sync_interval: always          # fsync every write: an ack survives a power cut"
+            if sync_always else "  # sync_interval: server default (benchmarks only: an ack may not survive a power cut)",
             "}",
             "",
         ]
@@ -202,9 +203,11 @@ class EmbeddedProcess:
             owner.unlink(missing_ok=True)
 
 
-def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0) -> EmbeddedProcess:
+def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_always: bool = True) -> EmbeddedProcess:
     """Start nats-server with JetStream in ``<data_dir>/nats``; ``port=0`` picks a free port.
 
+    ``sync_always=False`` leaves JetStream's default sync interval (benchmarks
+    compare both; the ledger itself always runs with ``sync_interval: always``).
     Returns once clients can connect; raises ``RuntimeError`` with the log tail
     if the server exits or is not ready within ``timeout`` seconds.
     """
@@ -215,7 +218,7 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0) -> Em
     for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
         stale.unlink(missing_ok=True)
     conf = nats_dir / "nats-server.conf"
-    conf.write_text(_nats_config(nats_dir, port), encoding="utf-8")
+    conf.write_text(_nats_config(nats_dir, port, sync_always), encoding="utf-8")
     log_path = nats_dir / "nats-server.log"
     log = log_path.open("ab")
     log_start = log.tell()
