@@ -13,7 +13,7 @@ import msgspec
 
 from events import codes
 from events.messages import DECODER, MSG_TYPES, Enrolment, Inbound, Settlement, TiltedGrant
-from events.money import has_at_most_two_decimals, money
+from events.money import ZERO, money
 from events.results import RESULT_TYPE_FOR, Outbound, Reason, Rejected
 
 _ANY = msgspec.json.Decoder()
@@ -22,6 +22,8 @@ _MONEY_FIELDS = {
     Enrolment: ("contribution_std",),
     TiltedGrant: ("amount",),
 }
+# Beyond this an amount is no platform figure, and 28-digit decimal arithmetic could no longer keep every cent.
+MAX_AMOUNT = Decimal("1000000000000")    # 10^12 yuan
 _KEY_FIELDS = ("setl_id", "psn_no", "year", "grant_id", "fixmedins_code", "status", "action", "admdvs")
 
 
@@ -44,36 +46,47 @@ def decode(raw: bytes) -> Inbound:
 
 def check(message: Inbound) -> Inbound:
     """Raise `Invalid` for what types cannot say; return the message with money at two decimals."""
-    fields = _keys_of(message)
-    msg_type = message.__struct_config__.tag
-    for name in _MONEY_FIELDS.get(type(message), ()):
-        value: Decimal = getattr(message, name)
-        if not value.is_finite() or not has_at_most_two_decimals(value):
-            raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, got {value}", msg_type, fields)
-        if value < 0:
-            raise Invalid(codes.NEGATIVE_AMOUNT, f"`{name}` must not be negative, got {value}", msg_type, fields)
-    names = _MONEY_FIELDS.get(type(message), ())
+    names = _MONEY_FIELDS.get(type(message))
     if names:
-        message = msgspec.structs.replace(message, **{n: money(getattr(message, n)) for n in names})
-    if isinstance(message, Settlement):
-        _check_settlement(message, fields)
+        amounts = []
+        for name in names:
+            value: Decimal = getattr(message, name)
+            if not value.is_finite() or not -MAX_AMOUNT < value < MAX_AMOUNT:
+                raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be a finite amount below {MAX_AMOUNT} yuan, "
+                                                    f"got {value}", _tag(message), _keys_of(message))
+            cents = money(value)
+            if cents != value:
+                raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, got {value}",
+                              _tag(message), _keys_of(message))
+            if value < 0:
+                raise Invalid(codes.NEGATIVE_AMOUNT, f"`{name}` must not be negative, got {value}",
+                              _tag(message), _keys_of(message))
+            amounts.append(cents if cents else ZERO)      # "-0" is echoed as 0.00, never "-0.00"
+        message = msgspec.structs.replace(message, **dict(zip(names, amounts)))
+        if isinstance(message, Settlement):
+            _check_settlement(message)
     return message
 
 
-def _check_settlement(m: Settlement, fields: dict) -> None:
+def _tag(message: Inbound) -> str:
+    return message.__struct_config__.tag  # type: ignore[return-value]
+
+
+def _check_settlement(m: Settlement) -> None:
     if m.enddate < m.begndate:
-        raise Invalid(codes.INVALID_DATES, f"discharge date {m.enddate} is before admission {m.begndate}", "settlement", fields)
+        raise Invalid(codes.INVALID_DATES, f"discharge date {m.enddate} is before admission {m.begndate}", "settlement",
+                      _keys_of(m))
     if m.medfee_sumamt < m.inscp_scp_amt + m.fulamt_ownpay_amt:
         raise Invalid(codes.AMOUNTS_INCONSISTENT,
                       f"medfee_sumamt {m.medfee_sumamt} is less than inscp_scp_amt {m.inscp_scp_amt} + "
-                      f"fulamt_ownpay_amt {m.fulamt_ownpay_amt}", "settlement", fields)
+                      f"fulamt_ownpay_amt {m.fulamt_ownpay_amt}", "settlement", _keys_of(m))
     if m.hifp_pay > m.inscp_scp_amt:
         raise Invalid(codes.AMOUNTS_INCONSISTENT,
-                      f"hifp_pay {m.hifp_pay} exceeds inscp_scp_amt {m.inscp_scp_amt}", "settlement", fields)
+                      f"hifp_pay {m.hifp_pay} exceeds inscp_scp_amt {m.inscp_scp_amt}", "settlement", _keys_of(m))
     if m.hifp_pay + m.oth_pay > m.medfee_sumamt:
         raise Invalid(codes.AMOUNTS_INCONSISTENT,
                       f"hifp_pay {m.hifp_pay} + oth_pay {m.oth_pay} exceeds medfee_sumamt {m.medfee_sumamt}",
-                      "settlement", fields)
+                      "settlement", _keys_of(m))
 
 
 def _explain(raw: bytes, exc: msgspec.DecodeError) -> Invalid:

@@ -118,3 +118,16 @@ def test_a_rejection_changes_no_counter(lf):
     before = (lf.year("P").ci_base, lf.year("P").assistance_cap_used, len(lf.person("P").settlements))
     rejected(lf, a_stay(hospital="NOWHERE"), codes.UNKNOWN_MEDINS, "settlement_result")
     assert (lf.year("P").ci_base, lf.year("P").assistance_cap_used, len(lf.person("P").settlements)) == before
+
+
+@pytest.mark.parametrize("value", ["1e30", "99999999999999999999999999999", "1000000000000"])
+def test_an_amount_beyond_range_is_rejected_not_a_crash(lf, value):
+    """An amount too large for the ledger's 28-digit decimals used to raise decimal.InvalidOperation out of
+    Handler.handle (a crashed replay, a poison message). It is now `invalid_amount` like any bad figure."""
+    rejected(lf, a_stay(total=value), codes.INVALID_AMOUNT, "settlement_result")
+
+
+def test_negative_zero_is_echoed_as_zero(lf):
+    """"-0" is not negative; it is echoed as 0.00, never "-0.00"."""
+    r = lf.one(a_stay(hifp="-0", oth="-0.00"))
+    assert (r["result"], r["hifp_pay"], r["oth_pay"]) == ("settled", "0.00", "0.00")
