@@ -17,8 +17,27 @@ class CiTerms:
     cap: Decimal | None
 
 
+_TERMS: dict[int, tuple[Pack, dict[str | None, CiTerms]]] = {}
+
+
 def terms_for(pack: Pack, status: str | None) -> CiTerms:
-    """Base terms, or the tilt of the applied status (青海 三(二)2, 临汾 二(三))."""
+    """Base terms, or the tilt of the applied status (青海 三(二)2, 临汾 二(三)); computed once per pack and status.
+
+    The cache is keyed by the pack object itself (held, so its id cannot be reused): a what-if pack with the
+    same id and version gets its own terms.
+    """
+    entry = _TERMS.get(id(pack))
+    if entry is None or entry[0] is not pack:
+        if len(_TERMS) > 64:
+            _TERMS.clear()
+        entry = _TERMS[id(pack)] = (pack, {})
+    found = entry[1].get(status)
+    if found is None:
+        found = entry[1][status] = _terms(pack, status)
+    return found
+
+
+def _terms(pack: Pack, status: str | None) -> CiTerms:
     base = pack.critical_illness
     for tilt in pack.critical_illness_tilts:
         if status in tilt.statuses:

@@ -78,8 +78,9 @@ class Engine:
             pack = self.packs.for_identity(message.admdvs, message.begndate)
             where = f"area {message.admdvs}"
         else:
-            on = {Settlement: lambda m: m.enddate, Enrolment: lambda m: m.enrol_date,
-                  TiltedGrant: lambda m: m.approved_on}[type(message)](message)
+            on = (message.enddate if isinstance(message, Settlement)
+                  else message.enrol_date if isinstance(message, Enrolment)
+                  else message.approved_on)  # type: ignore[attr-defined]
             pack = self.packs.for_area(message.admdvs, on)  # type: ignore[attr-defined]
             where = f"area {message.admdvs} on {on}"  # type: ignore[attr-defined]
         if pack is None:

@@ -188,6 +188,7 @@ class PackSet:
     def __init__(self, packs: list[Pack]):
         self.packs = sorted(packs, key=lambda p: p.effective_from, reverse=True)
         self.by_id = {p.id: p for p in packs}
+        self._by_area: dict[tuple[str, dt.date], Pack | None] = {}    # every settlement asks: answer once
 
     @classmethod
     def from_dir(cls, directory: Path = DEFAULT_PACK_DIR) -> PackSet:
@@ -198,7 +199,16 @@ class PackSet:
 
     def for_area(self, admdvs: str, on: dt.date) -> Pack | None:
         """The newest pack in force on `on` for the area (policy.md §11: the service date decides)."""
-        return next((p for p in self.packs if p.covers(admdvs, on)), None)
+        key = (admdvs, on)
+        try:
+            return self._by_area[key]
+        except KeyError:
+            pass
+        found = next((p for p in self.packs if p.covers(admdvs, on)), None)
+        if len(self._by_area) >= 100_000:
+            self._by_area.clear()
+        self._by_area[key] = found
+        return found
 
     def for_identity(self, admdvs: str, begndate: dt.date) -> Pack | None:
         """A status recognised before a pack began still counts once the pack is in force."""

@@ -1,7 +1,7 @@
 """Deciding one settlement: 大病, assistance lines, hospital-borne amounts, 就高不就低 (policy.md §4–§9)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from events import ledger as ev
@@ -48,10 +48,46 @@ class Outcome:
 
 
 def applies(rule: LineRule, status: str, msg: Settlement, hospital: Hospital, year: int) -> bool:
-    return ((not rule.statuses or status in rule.statuses)
-            and (not rule.in_province_only or hospital.in_province)
+    return (not rule.statuses or status in rule.statuses) and _fits(rule, msg, hospital, year)
+
+
+def _fits(rule: LineRule, msg: Settlement, hospital: Hospital, year: int) -> bool:
+    """`applies` without the status test (the rule index has done that)."""
+    return ((not rule.in_province_only or hospital.in_province)
             and (not rule.years or rule.years[0] <= year <= rule.years[1])
             and (not rule.diagnoses or msg.dise_codg.startswith(tuple(rule.diagnoses))))
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleIndex:
+    """A pack's line rules by status, in pack order: computed once, read by every candidate of every settlement."""
+    inpatient: dict[str, tuple[LineRule, ...]]
+    outpatient: dict[tuple[str, str], tuple[LineRule, ...]]      # (kind, status)
+
+
+_INDEXES: dict[int, tuple[Pack, _RuleIndex]] = {}
+
+
+def _rule_index(pack: Pack) -> _RuleIndex:
+    """Keyed by the pack object itself (held, so its id is not reused): what-if packs get their own index."""
+    entry = _INDEXES.get(id(pack))
+    if entry is None or entry[0] is not pack:
+        if len(_INDEXES) > 64:
+            _INDEXES.clear()
+        entry = _INDEXES[id(pack)] = (pack, _RuleIndex(
+            {s: tuple(r for r in pack.inpatient if not r.statuses or s in r.statuses) for s in pack.statuses},
+            {(k, s): tuple(r for r in pack.outpatient if r.kind == k and (not r.statuses or s in r.statuses))
+             for k in ("chronic", "special") for s in pack.statuses}))
+    return entry[1]
+
+
+def _rules_for(pack: Pack, status: str, kind: str) -> tuple[LineRule, ...]:
+    index = _rule_index(pack)
+    found = index.inpatient.get(status) if kind == "inpatient" else index.outpatient.get((kind, status))
+    if found is None:                 # a status the pack does not list: filter the long way
+        rules = pack.inpatient if kind == "inpatient" else [r for r in pack.outpatient if r.kind == kind]
+        found = tuple(r for r in rules if not r.statuses or status in r.statuses)
+    return found
 
 
 def outpatient_kind(msg: Settlement) -> str | None:
@@ -60,56 +96,76 @@ def outpatient_kind(msg: Settlement) -> str | None:
     return "special" if msg.special_drug else "chronic"
 
 
+class _NoYear:
+    """The counters of a person-year nothing has been decided in yet (read only)."""
+    __slots__ = ()
+    ci_base = ci_paid = assist_base = assistance_cap_used = ZERO
+    own_used: dict[str, Decimal] = {}
+
+
+_NO_YEAR = _NoYear()
+
+
 def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hospital, pack: Pack,
-             year_state: PersonYear | None = None, fixed_ci: Decimal | None = None) -> Outcome:
+             year_state: PersonYear | None = None, fixed_ci: Decimal | None = None,
+             ci_event: bool = True) -> Outcome:
     """Pure: what `status` would give for `msg`, given the person's counters so far.
 
     `year_state` and `fixed_ci` let retroactive and year-end re-evaluation use the
-    counters as they stood, without re-deciding 大病 (policy.md §11).
+    counters as they stood, without re-deciding 大病 (policy.md §11). `ci_event=False`
+    leaves out the 大病 payment event (`choose` builds it for the winner only).
     """
     year = msg.enddate.year
-    y = year_state or person.years.get(year) or PersonYear(year)
+    y = year_state or person.years.get(year) or _NO_YEAR
     inpatient = msg.med_type == INPATIENT
     total, hifp, oth = msg.medfee_sumamt, msg.hifp_pay, msg.oth_pay
     oop = msg.inscp_scp_amt - hifp
     owed = total - hifp - oth
 
-    ci_event, ci = None, ZERO
+    event, ci = None, ZERO
     ci_base_added = oop if msg.insutype == "390" and (inpatient or pack.ci_outpatient) else ZERO
     if ci_base_added:
         terms = terms_for(pack, status)
         ci = fixed_ci if fixed_ci is not None else min(ci_payment(terms, y.ci_base, oop, y.ci_paid), max(ZERO, owed))
-        if ci > ZERO and fixed_ci is None:
-            ci_event = ev.CriticalIllnessPaid(
-                setl_id=msg.setl_id, psn_no=msg.psn_no, year=year, rule_id=terms.rule_id, clause=terms.clause,
-                base=oop, cumulative_before=y.ci_base, deductible=terms.deductible, ratio=terms.ratio,
-                cap_limit=terms.cap, paid_before=y.ci_paid, amount=ci)
+        if ci > ZERO and fixed_ci is None and ci_event:
+            event = _ci_event(msg, year, terms, oop, y, ci)
     remaining = oop - ci
-    assisted = status is not None and hospital.designated
-    assist_base_added = remaining if inpatient and hospital.designated else ZERO
+    designated = hospital.designated
+    assist_base_added = remaining if inpatient and designated else ZERO
     cap_limit = pack.status_cap(status)
-    room = Room(owed - ci, min(remaining, owed - ci), cap_limit, y.assistance_cap_used, dict(y.own_used))
+    cap_used = y.assistance_cap_used
     lines: list[PlannedLine] = []
-    quota_base = ZERO
-    if assisted:
-        ooc_share = _ooc_share(pack, status, hospital, total) if inpatient else None
-        stay = Stay(year, total, msg.fulamt_ownpay_amt, msg.inscp_scp_amt, hifp, oth, ci, remaining,
-                    hospital.in_province, ooc_share)
+    quota_base = maf = hosp = ZERO
+    if status is not None and designated:
         kind = "inpatient" if inpatient else outpatient_kind(msg)
         if kind == "chronic" and msg.chronic_mgmt == "quota":
-            if any(applies(r, status, msg, hospital, year) for r in pack.outpatient if r.kind == "chronic"):
+            if any(_fits(r, msg, hospital, year) for r in _rules_for(pack, status, "chronic")):
                 quota_base = remaining      # 临汾 二(五): 限额管理的年底一次性救助 (year_close)
         elif kind is not None:
-            rules = pack.inpatient if inpatient else [r for r in pack.outpatient if r.kind == kind]
-            for rule in rules:
-                if applies(rule, status, msg, hospital, year):
+            room = Room(owed - ci, min(remaining, owed - ci), cap_limit, cap_used, dict(y.own_used))
+            ooc_share = _ooc_share(pack, status, hospital, total) if inpatient else None
+            stay = Stay(year, total, msg.fulamt_ownpay_amt, msg.inscp_scp_amt, hifp, oth, ci, remaining,
+                        hospital.in_province, ooc_share)
+            for rule in _rules_for(pack, status, kind):
+                if _fits(rule, msg, hospital, year):
                     _plan(rule, stay, pack, y.assist_base, room, lines)
             if inpatient:
                 _single_disease_and_hospital(status, msg, hospital, pack, stay, room, lines)
-    maf = sum((l.amount for l in lines if l.fund == "assistance"), ZERO)
-    hosp = sum((l.amount for l in lines if l.fund == "hospital"), ZERO)
-    return Outcome(status, oop, remaining, ci_base_added, assist_base_added, quota_base, ci_event, lines,
-                   cap_limit, room.cap_used, ci, maf, hosp, total - hifp - oth - ci - maf - hosp)
+            cap_used = room.cap_used
+            for l in lines:
+                if l.fund == "assistance":
+                    maf += l.amount
+                elif l.fund == "hospital":
+                    hosp += l.amount
+    return Outcome(status, oop, remaining, ci_base_added, assist_base_added, quota_base, event, lines,
+                   cap_limit, cap_used, ci, maf, hosp, total - hifp - oth - ci - maf - hosp)
+
+
+def _ci_event(msg: Settlement, year: int, terms, oop: Decimal, y, ci: Decimal) -> ev.CriticalIllnessPaid:
+    return ev.CriticalIllnessPaid(
+        setl_id=msg.setl_id, psn_no=msg.psn_no, year=year, rule_id=terms.rule_id, clause=terms.clause,
+        base=oop, cumulative_before=y.ci_base, deductible=terms.deductible, ratio=terms.ratio,
+        cap_limit=terms.cap, paid_before=y.ci_paid, amount=ci)
 
 
 def _plan(rule: LineRule, stay: Stay, pack: Pack, base_before: Decimal, room: Room, lines: list[PlannedLine]) -> None:
@@ -159,12 +215,21 @@ def _single_disease_and_hospital(status: str, msg: Settlement, hospital: Hospita
 
 def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack) -> Outcome:
     """就高不就低 (青海 四(三), policy.md §9): the lowest psn_part_amt wins; ties go to the first listed."""
-    valid = person.statuses_on(msg.enddate)
     best = None
-    for status in [s for s in pack.statuses if s in valid] + [None]:
-        outcome = evaluate(status, person, msg, hospital, pack)
-        if best is None or outcome.psn_part_amt < best.psn_part_amt:
-            best = outcome
-    assert best is not None
+    if person.statuses:
+        valid = person.statuses_on(msg.enddate)
+        if valid:
+            for status in pack.statuses:
+                if status in valid:
+                    outcome = evaluate(status, person, msg, hospital, pack, ci_event=False)
+                    if best is None or outcome.psn_part_amt < best.psn_part_amt:
+                        best = outcome
+    outcome = evaluate(None, person, msg, hospital, pack, ci_event=False)     # "no status" loses ties
+    if best is None or outcome.psn_part_amt < best.psn_part_amt:
+        best = outcome
+    if best.ci_base_added and best.hifmi_pay > ZERO:
+        year = msg.enddate.year
+        event = _ci_event(msg, year, terms_for(pack, best.status), best.oop,
+                          person.years.get(year) or _NO_YEAR, best.hifmi_pay)
+        best = replace(best, ci=event)
     return best
-
