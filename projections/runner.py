@@ -158,7 +158,8 @@ class Projector:
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
+    try:      # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+        async with asyncio.timeout(seconds):
+            await stop.wait()
     except TimeoutError:
         pass

@@ -72,7 +72,7 @@ def person_messages(psn_no: str, rng: random.Random, year: int = 2022) -> list[b
         out.append(_dump({
             "msg_type": "settlement", "setl_id": setl_id, "mdtrt_id": f"M-{psn_no}-{n}", "psn_no": psn_no,
             "admdvs": admdvs, "insutype": insutype, "med_type": "21" if inpatient else "14",
-            "chronic_mgmt": None if inpatient else "inpatient_managed", "special_drug": False,
+            "chronic_mgmt": None if inpatient else rng.choice(["inpatient_managed", "quota"]), "special_drug": False,
             "fixmedins_code": hospital["fixmedins_code"], "begndate": day.isoformat(), "enddate": end.isoformat(),
             "setl_time": f"{end.isoformat()}T10:00:00+08:00", "dise_codg": rng.choice(DISEASES),
             "medfee_sumamt": str(medfee), "fulamt_ownpay_amt": str(ful), "inscp_scp_amt": str(inscp),
@@ -80,6 +80,10 @@ def person_messages(psn_no: str, rng: random.Random, year: int = 2022) -> list[b
     if len(setl_ids) > 1 and rng.random() < 0.15:
         out.append(_dump({"msg_type": "settlement_cancel", "setl_id": setl_ids[0], "psn_no": psn_no,
                           "cancel_time": f"{year}-11-20T09:00:00+08:00"}))
+    if admdvs.startswith("63") and rng.random() < 0.2:    # 支出型贫困 recognised late: retroactive assistance
+        out.append(_dump({"msg_type": "psn_identity", "psn_no": psn_no, "admdvs": admdvs,
+                          "status": "expenditure_poverty", "action": "grant", "begndate": f"{year}-12-15",
+                          "source_dept": "民政", "doc_no": f"E-{psn_no}"}))
     if rng.random() < 0.1:
         out.append(_dump({"msg_type": "tilted_grant", "grant_id": f"G-{psn_no}", "psn_no": psn_no, "admdvs": admdvs,
                           "year": year, "amount": str(_money(rng, 500, 8000)), "approval_no": f"A-{psn_no}",
@@ -96,6 +100,8 @@ def traffic(persons: int, seed: int = 7, prefix: str = "P", bad_every: int = 50)
         yield from person_messages(psn_no, rng)
         if bad_every and i % bad_every == 0:
             yield _dump({"msg_type": "settlement", "setl_id": f"BAD-{psn_no}", "psn_no": psn_no})
+    if persons:
+        yield _dump({"msg_type": "year_close", "admdvs": "141000", "year": 2022})   # quota visits paid once
 
 
 _REF_KIND = {"medins_recorded": "medins", "year_closed": "year_close", "message_rejected": "rejected",

@@ -57,8 +57,9 @@ class StreamReader:
         """Up to `max_batch` messages in stream order; [] when none came within `timeout` seconds."""
         if not self._buf:
             self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+            try:      # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         out, self._buf = self._buf[:self.max_batch], self._buf[self.max_batch:]
