@@ -79,7 +79,7 @@ class JetStreamStore:
     """`Store` (services/adjudicator/store.py) over the LEDGER stream; see the module docstring."""
 
     def __init__(self, js: Any, secret: bytes, *, cache_size: int = DEFAULT_CACHE_SIZE, timeout: float = 5.0,
-                 metrics: Any = None, stream: str = STREAM):
+                 metrics: Any = None, stream: str = STREAM, publisher: Any = None):
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         self.js = js
@@ -93,6 +93,7 @@ class JetStreamStore:
         self._ref = Reference()
         self._ref_seq = {kind: 0 for kind in REF_KINDS}
         self._ref_subs: list[Any] = []
+        self.publisher = publisher                    # services.ingest.natsfast.JetStreamPublisher, or js.publish
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -209,23 +210,23 @@ class JetStreamStore:
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
         payload = ev.COMMIT_ENCODER.encode(commit)
         try:
-            ack = await self.js.publish(subject, payload, timeout=self.timeout,
-                                        headers={EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
+            seq = await self._publish(subject, payload, expected)
         except APIError as exc:
             self.forget(psn_no)
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics is not None:
                     self.metrics.conflict()
+                log.debug("conflict", subject=subject, expected=expected)
                 raise Conflict(psn_no) from None
             raise
         except BaseException:
             self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
             raise
         if person.version == expected:
-            apply_commit(person, commit, ack.seq)
+            apply_commit(person, commit, seq)
             entry = self._cache.get(psn_no)
             if entry is None or entry.person is not person:
-                if entry is None or entry.person.version < ack.seq:
+                if entry is None or entry.person.version < seq:
                     self._put(psn_no, _Entry(person, subject))
         else:
             self.forget(psn_no)
@@ -243,12 +244,9 @@ class JetStreamStore:
                 raise Conflict(person.psn_no)
         events, _ = seal(decision.events, "")         # reference events: each hashed, chained within the commit
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        headers = None
-        if kind in _GUARDED_REF_KINDS:
-            headers = {EXPECTED_LAST_SUBJECT_SEQ: str(self._ref_seq[kind])}
+        expected = self._ref_seq[kind] if kind in _GUARDED_REF_KINDS else None
         try:
-            await self.js.publish(REF_SUBJECT.format(kind), ev.COMMIT_ENCODER.encode(commit),
-                                  timeout=self.timeout, headers=headers)
+            await self._publish(REF_SUBJECT.format(kind), ev.COMMIT_ENCODER.encode(commit), expected)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics is not None:
@@ -257,6 +255,17 @@ class JetStreamStore:
             raise
         if kind in self._ref_seq:
             await self._catch_up_ref(kind)
+
+    async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
+        """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
+        if self.publisher is not None:
+            headers = None
+            if expected is not None:
+                headers = f"NATS/1.0\r\n{EXPECTED_LAST_SUBJECT_SEQ}: {expected}\r\n\r\n".encode()
+            return await self.publisher.publish(subject, payload, headers)
+        ack = await self.js.publish(subject, payload, timeout=self.timeout,
+                                    headers=None if expected is None else {EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
+        return ack.seq
 
     # --- reference data ----------------------------------------------------------------
 

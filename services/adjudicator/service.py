@@ -56,6 +56,12 @@ def peek(raw: bytes) -> tuple[str | None, str | None]:
     return msg_type, psn_no
 
 
+def redact(text: str, raw: bytes) -> str:
+    """`text` (e.g. an exception's repr, for a log line) without the message's psn_no in it."""
+    psn_no = peek(raw)[1]
+    return text.replace(psn_no, "<psn_no>") if psn_no else text
+
+
 class OrderedGate:
     """A FIFO readers-writer gate: shared holders run together, an exclusive holder runs alone."""
 

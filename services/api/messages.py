@@ -27,6 +27,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 
 from events import codes
 from events.results import Outbound, encode_result
+from services.adjudicator.service import redact
 from services.ingest.outbound import ERROR_HEADER, unavailable
 
 log = structlog.get_logger(component="ledger.http")
@@ -63,7 +64,7 @@ async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response
     try:
         results = await deps.submit(raw, "http", "http")
     except Exception as exc:
-        log.error("http_submit_failed", error=repr(exc))
+        log.error("http_submit_failed", error=redact(repr(exc), raw))
         return Response(unavailable(f"not decided, send again: {exc!r}"), status_code=503, media_type=_JSON,
                         headers={ERROR_HEADER: "unavailable"})
     if deps.publish_extra is not None and len(results) > 1:

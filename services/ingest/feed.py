@@ -37,7 +37,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolic
 from nats.js.errors import NotFoundError
 
 from events import codes
-from services.adjudicator.service import Adjudicator
+from services.adjudicator.service import Adjudicator, redact
+from services.ingest.natsfast import send, subscribe_direct
 from services.ingest.outbound import ResultPublisher
 
 log = structlog.get_logger(component="ledger.feed")
@@ -137,8 +138,7 @@ class FeedConsumer:
     async def start(self) -> None:
         await ensure_inbound(self.js, self.config)
         self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000,
-                                            pending_bytes_limit=1024 * 1024 * 1024)
+        self._sub = await subscribe_direct(self.nc, self._inbox, self._on_msg)
         self._watchdog = asyncio.create_task(self._watch())
         await self._pull()
 
@@ -153,7 +153,8 @@ class FeedConsumer:
             free -= n
             await self.nc.publish(self._pull_subject, json.dumps(request).encode(), reply=self._inbox)
 
-    async def _on_msg(self, msg: Any) -> None:
+    def _on_msg(self, msg: Any) -> None:
+        """Runs in the client's read loop for every delivery (natsfast): account, then hand to a task."""
         self._last_activity = time.monotonic()
         headers = msg.headers
         if headers and "Status" in headers:
@@ -163,15 +164,19 @@ class FeedConsumer:
             pending = headers.get("Nats-Pending-Messages")
             if pending is not None:
                 self._requested = max(0, self._requested - int(pending))
-            else:
-                self._requested = 0                           # 409 and friends: start over
+                if not self._stopping:
+                    self._spawn(self._pull())
+            else:                                            # 409 (paused, leadership change, ...): the
+                self._requested = 0                          # watchdog pulls again within a second
             if status not in ("404", "408"):
                 log.warning("pull_status", status=status, description=headers.get("Description"))
-            await self._pull()
             return
         self._requested = max(0, self._requested - 1)
         self._inflight += 1
-        task = asyncio.create_task(self._process(msg))
+        self._spawn(self._process(msg))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -189,10 +194,10 @@ class FeedConsumer:
                 await self._failed(msg, source, headers, exc)
                 return
             await self.publisher.publish(results, headers)
-            await msg.ack()
+            await send(self.nc, msg.reply, b"")               # +ACK (an empty payload), last
             self.processed += 1
         except Exception as exc:                              # connection trouble: redelivered after ack_wait
-            log.error("feed_message_failed", subject=msg.subject, error=repr(exc))
+            log.error("feed_message_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
         finally:
             self._inflight -= 1
             if not self._stopping:
@@ -204,7 +209,7 @@ class FeedConsumer:
         if delivered < self.config.max_deliver:
             delay = min(self.config.nak_delay * 2 ** (delivered - 1), 30.0)
             log.warning("decision_failed_retrying", inbound_seq=seq, delivered=delivered, delay=delay,
-                        error=repr(exc))
+                        error=redact(repr(exc), msg.data))
             if self.metrics is not None:
                 self.metrics.redeliveries.inc()
             await msg.nak(delay=delay)
@@ -214,16 +219,16 @@ class FeedConsumer:
             results = await self.adjudicator.dead_letter(msg.data, source, codes.POISON_MESSAGE, why, "feed")
             await self.publisher.publish(results, headers)
         except Exception as again:
-            log.error("dead_letter_failed", inbound_seq=seq, error=repr(again))
+            log.error("dead_letter_failed", inbound_seq=seq, error=redact(repr(again), msg.data))
             await msg.nak(delay=self.config.nak_delay)
             return
-        log.error("poison_message", inbound_seq=seq, delivered=delivered, error=repr(exc))
+        log.error("poison_message", inbound_seq=seq, delivered=delivered, error=redact(repr(exc), msg.data))
         await msg.term()
 
     async def _watch(self) -> None:
         hb = self.config.heartbeat
         while not self._stopping:
-            await asyncio.sleep(hb)
+            await asyncio.sleep(1.0)
             if self._requested and time.monotonic() - self._last_activity > 2 * hb + 1:
                 log.warning("pull_heartbeat_missed", outstanding=self._requested)
                 self._requested = 0

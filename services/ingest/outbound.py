@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from events.results import RESULT_TYPE_FOR, Outbound, encode_result, result_tag
+from services.ingest.natsfast import headers_bytes, send
 
 OUT_PREFIX = "ledger.out."
 _MSG_TYPE_OF = {cls.__struct_config__.tag: msg_type for msg_type, cls in RESULT_TYPE_FOR.items()}  # type: ignore[attr-defined]
@@ -49,9 +50,9 @@ class ResultPublisher:
         self.nc = nc
 
     async def publish(self, results: Iterable[Outbound], headers: Mapping[str, str] | None = None) -> None:
-        hdrs = dict(headers) if headers else None
+        hdrs = headers_bytes(headers) if headers else None
         for result in results:
-            await self.nc.publish(result_subject(result), encode_result(result), headers=hdrs)
+            await send(self.nc, result_subject(result), encode_result(result), hdrs)
 
     async def publish_extra(self, results: list[Outbound]) -> None:
         """The results after the first (adjustments), for transports that answered the first directly."""

@@ -14,7 +14,8 @@ from typing import Any
 import structlog
 
 from events.results import encode_result
-from services.adjudicator.service import Adjudicator
+from services.adjudicator.service import Adjudicator, redact
+from services.ingest.natsfast import headers_bytes, send, subscribe_direct
 from services.ingest.outbound import ERROR_HEADER, ResultPublisher, unavailable
 
 log = structlog.get_logger(component="ledger.rpc")
@@ -36,32 +37,27 @@ class RpcServer:
         self._sub: Any = None
 
     async def start(self) -> None:
-        # Generous pending limits: a burst waits in the client rather than being cut off as a slow consumer.
-        self._sub = await self.nc.subscribe(self.subject, queue=self.queue, cb=self._on_msg,
-                                            pending_msgs_limit=200_000, pending_bytes_limit=512 * 1024 * 1024)
+        # Each request is dispatched from the client's read loop straight into a task (natsfast).
+        self._sub = await subscribe_direct(self.nc, self.subject, self._on_msg, queue=self.queue)
 
-    async def _on_msg(self, msg: Any) -> None:
-        await self._slots.acquire()          # back-pressure: the subscription waits, the server buffers
+    def _on_msg(self, msg: Any) -> None:
         task = asyncio.create_task(self._serve(msg))
         self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
+        task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, msg: Any) -> None:
-        try:
-            results = await self.adjudicator.submit(msg.data, f"nats:{msg.subject}", "rpc")
-        except Exception as exc:
-            log.error("rpc_failed", subject=msg.subject, error=repr(exc))
+        async with self._slots:              # at most max_inflight decisions; later requests wait their turn
+            try:
+                results = await self.adjudicator.submit(msg.data, f"nats:{msg.subject}", "rpc")
+            except Exception as exc:
+                log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
+                if msg.reply:
+                    await send(self.nc, msg.reply, unavailable(f"not decided, send again: {exc!r}"),
+                               headers_bytes({ERROR_HEADER: "unavailable"}))
+                return
             if msg.reply:
-                await self.nc.publish(msg.reply, unavailable(f"not decided, send again: {exc!r}"),
-                                      headers={ERROR_HEADER: "unavailable"})
-            return
-        if msg.reply:
-            await self.nc.publish(msg.reply, encode_result(results[0]))
-        await self.publisher.publish_extra(results)
+                await send(self.nc, msg.reply, encode_result(results[0]))
+            await self.publisher.publish_extra(results)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking requests, answer those already taken."""

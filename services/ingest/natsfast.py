@@ -1,0 +1,162 @@
+"""A lean NATS hot path on top of nats-py 2.16 internals: direct dispatch, cheap publishes, JetStream acks.
+
+Why: per decision the ledger receives a message, publishes a commit to
+JetStream and waits for its ack, publishes a result and acks the inbound
+message. Through nats-py's public API every received message (including each
+JetStream ack) goes through a subscription queue and a task switch, every
+``js.publish`` creates a timer (``asyncio.wait_for``) and parses its ack with
+``json.loads`` into a dataclass, and every header is checked with a regex.
+Measured on the feed this was more than the decision itself (bench_nats).
+
+What this uses of nats-py (read in its source, pinned by the tests):
+
+* ``Client._process_msg`` hands a message to ``sub._future.set_result(msg)``
+  when a subscription was made with ``future=``, before any queue. A router
+  object standing in for that future receives every message synchronously in
+  the read loop (`subscribe_direct`). The handler must be quick and must not
+  raise (errors are logged and swallowed here).
+* ``Client._send_command`` + ``Client._flush_pending`` is what ``publish`` does
+  after validating; the ``PUB``/``HPUB`` lines are those of ``nats.protocol.command``.
+
+Everything here degrades to nothing new: subjects are ours (valid by
+construction), headers are plain ASCII we build, and a connection that is
+closed raises ``ConnectionClosedError`` like ``publish`` does.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+import structlog
+from nats.errors import ConnectionClosedError
+from nats.js.errors import APIError, NoStreamResponseError
+
+log = structlog.get_logger(component="ledger.natsfast")
+
+_DECODE = msgspec.json.Decoder()
+_CRLF = b"\r\n"
+
+
+class _Router:
+    """Looks like the asyncio.Future of a one-reply subscription; forwards every message to `handler`."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[Any], None]):
+        self.handler = handler
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return False
+
+    def __bool__(self) -> bool:
+        return True
+
+    def set_result(self, msg: Any) -> None:
+        try:
+            self.handler(msg)
+        except Exception as exc:             # never into nats-py's read loop
+            log.error("dispatch_failed", subject=getattr(msg, "subject", None), error=repr(exc))
+
+
+async def subscribe_direct(nc: Any, subject: str, handler: Callable[[Any], None], queue: str = "") -> Any:
+    """Subscribe so that `handler(msg)` runs synchronously for each message (no queue, no task)."""
+    return await nc.subscribe(subject, queue=queue, future=_Router(handler))  # type: ignore[arg-type]
+
+
+def headers_bytes(headers: Mapping[str, str]) -> bytes:
+    """NATS/1.0 header block; keys and values must be ASCII without CR/LF (ours are)."""
+    parts = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        parts.append(f"{key}: {value}\r\n".encode())
+    parts.append(_CRLF)
+    return b"".join(parts)
+
+
+async def send(nc: Any, subject: str, payload: bytes, headers: bytes | None = None, reply: str = "") -> None:
+    """Publish like ``nc.publish`` without re-validating what we built ourselves."""
+    if nc.is_closed:
+        raise ConnectionClosedError
+    if headers:     # as nats.protocol.command.hpub_cmd, with one copy of the payload instead of three
+        cmd = b"".join((f"HPUB {subject} {reply} {len(headers)} {len(headers) + len(payload)}\r\n".encode(),
+                        headers, payload, _CRLF))
+    else:
+        cmd = b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, _CRLF))
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(payload)
+    await nc._send_command(cmd)
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
+class JetStreamPublisher:
+    """JetStream publishes awaiting their PubAck through one wildcard inbox, timed out by one sweeper."""
+
+    def __init__(self, nc: Any, timeout: float = 5.0):
+        self.nc = nc
+        self.timeout = timeout
+        self._inbox = ""
+        self._prefix_len = 0
+        self._pending: dict[str, tuple[asyncio.Future, float]] = {}
+        self._ids = itertools.count(1)
+        self._sub: Any = None
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._inbox = f"{self.nc.new_inbox()}."
+        self._prefix_len = len(self._inbox)
+        self._sub = await subscribe_direct(self.nc, self._inbox + "*", self._on_ack)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._sub is not None and not self.nc.is_closed:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+        for fut, _ in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosedError())
+        self._pending.clear()
+
+    async def publish(self, subject: str, payload: bytes, headers: bytes | None = None) -> int:
+        """Store one message; returns its stream sequence. Raises nats.js.errors.APIError as ``js.publish``."""
+        token = str(next(self._ids))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending[token] = (fut, loop.time() + self.timeout)
+        try:
+            await send(self.nc, subject, payload, headers, self._inbox + token)
+            data = await fut
+        finally:
+            self._pending.pop(token, None)
+        ack = _DECODE.decode(data)
+        error = ack.get("error")
+        if error is not None:
+            raise APIError.from_error(error)
+        return ack["seq"]
+
+    def _on_ack(self, msg: Any) -> None:
+        entry = self._pending.get(msg.subject[self._prefix_len:])
+        if entry is None or entry[0].done():
+            return
+        if msg.headers and msg.headers.get("Status") == "503":
+            entry[0].set_exception(NoStreamResponseError())
+        else:
+            entry[0].set_result(msg.data)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.25, self.timeout / 4))
+            now = loop.time()
+            for fut, deadline in list(self._pending.values()):
+                if deadline < now and not fut.done():
+                    fut.set_exception(asyncio.TimeoutError())
