@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from litestar import Response, Router, get, post
+from litestar.params import Parameter
 
 from events.results import RESULT_ENCODER
 from services.api.read_common import (EXCEPTION_HANDLERS, ApiError, check_limit, db_of, lag_of, not_found,
@@ -76,20 +77,22 @@ def _view(r: Any) -> DeadLetterView:
 
 
 @get("/", summary="Messages the ledger could not decide, with their redrive state")
-async def list_dead_letters(deps: Any, code: str | None = None, state: str | None = None, limit: int = 100,
-                            cursor: str | None = None) -> Response[DeadLettersPage]:
+async def list_dead_letters(deps: Any, code: str | None = None,
+                            wanted: str | None = Parameter(query="state", default=None,
+                                                          description="pending, redriven or failed"),
+                            limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
     check_limit(limit)
     if cursor is not None and not cursor.isdigit():
         raise ApiError(400, "invalid_parameter", f"cursor {cursor!r} is not one this API gave")
-    if state not in (None, "pending", "redriven", "failed"):
+    if wanted not in (None, "pending", "redriven", "failed"):
         raise ApiError(400, "invalid_parameter", "state must be pending, redriven or failed")
     async with db_of(deps).acquire() as conn:
         rows = await conn.fetch(_LIST, code, int(cursor or 0), limit + 1)
         checkpoint = await conn.fetchval("SELECT seq FROM projection_checkpoint WHERE projection = 'dead_letters'")
     views = [_view(r) for r in rows[:limit]]
     more = str(views[-1].seq) if len(rows) > limit and views else None
-    if state is not None:
-        views = [v for v in views if v.redrive_state == state]
+    if wanted is not None:
+        views = [v for v in views if v.redrive_state == wanted]
     lag = await lag_of(deps, checkpoint)
     return with_lag(DeadLettersPage(views, more, lag), lag)
 
