@@ -106,12 +106,17 @@ async def _run(settings: Settings, options: object) -> int:
                                      options=options)  # type: ignore[arg-type]
             server: _Server | None = None
             http_task: asyncio.Task | None = None
+            read_side = None
             try:
+                from projections.service import ReadSide
+                from services.api.supervision import read_routers
+                read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
                 deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
                                publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
-                               db=ledger.db, person_key=ledger.person_key, settings=settings)
-                config = uvicorn.Config(create_app(deps), log_config=None, access_log=False, lifespan="on",
+                               db=ledger.db, person_key=ledger.person_key, settings=settings,
+                               ready_checks=[read_side.lag_check])
+                config = uvicorn.Config(create_app(deps, routers=read_routers()), log_config=None, access_log=False, lifespan="on",
                                         server_header=False, timeout_graceful_shutdown=10)
                 server = _Server(config)
                 http_task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -138,6 +143,8 @@ async def _run(settings: Settings, options: object) -> int:
                     server.should_exit = True
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(http_task, timeout=15)
+                if read_side is not None:
+                    await read_side.close()
                 await ledger.close()
     except Exception as exc:
         log.error("failed", error=str(exc), exc_info=True)
