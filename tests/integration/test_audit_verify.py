@@ -144,3 +144,34 @@ async def test_verify_reports_a_forged_event(env) -> None:
     assert first.person_key == person_key(SECRET, psn) and first.hash_ok
     second = report.breaks[1]
     assert second.seq == ack_c.seq and second.reason == "previous hash does not match" and not second.hash_ok
+
+
+async def test_cli_verify_rebuild_audit(env, old_pack_dir: Path) -> None:
+    """`ledger verify`, `ledger rebuild` and `ledger audit` as a supervisor runs them (JSON on stdout)."""
+    import asyncio
+    import os
+    import sys
+
+    store = await _decide(PackSet.from_dir())
+    last = await publish(env.js, store)
+    environ = {**os.environ, "NATS_URL": env.nats_url, "DATABASE_URL": env.dsn,
+               "LEDGER_PERSON_KEY_SECRET": SECRET.decode()}
+
+    async def ledger(*args: str) -> tuple[int, dict]:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli.main", *args, env=environ,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode, json.loads(out) if out.strip() else {"stderr": err.decode()}
+
+    code, report = await ledger("verify", "--json")
+    assert code == 0 and report["ok"] and report["last_seq"] == last
+    code, summary = await ledger("rebuild", "--json")
+    assert code == 0 and summary["seq"] == last
+    assert await env.pool.fetchval("SELECT count(*) FROM settlement") == len(PERSONS) * 2
+    code, outcome = await ledger("audit", "--psn-no", PERSONS[0], "--json")
+    assert code == 0 and outcome["differences"] == [] and outcome["totals"]["compared"] == 3
+    code, outcome = await ledger("audit", "--area", "1410", "--set", "linfen-2022:critical_illness.ratio=0.7",
+                                 "--json")
+    assert code == 1 and {d["rule_id"] for d in outcome["differences"] if d["kind"] == "line"} == {"linfen.ci.base"}
+    code, _ = await ledger("audit", "--area", "1410", "--set", "linfen-2022:no.such=1")
+    assert code == 2
