@@ -1,0 +1,104 @@
+"""The read models' folds without a database: they agree with the engine's own state, and the
+row operations merge the way the SQL writer sends them."""
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from events.ledger import COMMIT_ENCODER
+from projections.catalog import PROJECTIONS, select
+from projections.decode import decode_message
+from projections.model import MemoryTables, Upsert
+from projections.sample import decided, subject_of, traffic
+from projections.sql import plan, upsert_sql
+from projections.usage import PERSON_YEAR
+from services.audit.packs import PackLibrary, override
+from services.policy.pack import PackError, PackSet
+from services.runtime.secrets import person_key
+
+SECRET = b"fold-test-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def folded():
+    store = asyncio.run(decided(traffic(400, seed=5)))
+    msgs = [decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
+            for i, (p, c) in enumerate(store.commits, 1)]
+    model = MemoryTables()
+    for projection in PROJECTIONS.values():
+        state = projection.new_state()
+        for msg in msgs:
+            model.apply(projection.fold(state, msg))
+    return store, msgs, model
+
+
+def test_person_year_counters_equal_the_engine_state(folded) -> None:
+    store, _, model = folded
+    years = model.rows("person_year")
+    rules = model.rows("person_year_rule")
+    checked = 0
+    for psn_no, person in store.persons.items():
+        key = person_key(SECRET, psn_no)
+        for year, y in person.years.items():
+            row = years[(key, year)]
+            assert (row["ci_base"], row["ci_paid"], row["assist_base"], row["cap_used"]) == (
+                y.ci_base, y.ci_paid, y.assist_base, y.assistance_cap_used)
+            mine = {k[2]: r["amount"] for k, r in rules.items() if k[:2] == (key, year) and r["amount"]}
+            assert mine == {k: v for k, v in y.rule_totals.items() if v}
+            checked += 1
+    assert checked == len(store.persons)
+
+
+def test_settlement_rows_and_money_add_up(folded) -> None:
+    store, msgs, model = folded
+    settlements = model.rows("settlement")
+    lines = model.rows("settlement_line").values()
+    assert len(settlements) == sum(len(p.settlements) for p in store.persons.values())
+    for (setl_id, _), row in settlements.items():
+        paid = sum((l["amount"] for l in lines if l["setl_id"] == setl_id and l["kind"] == "payment"
+                    and l["fund"] == "assistance"), Decimal(0))
+        assert paid == row["maf_pay"]
+        if row["cancelled"]:
+            assert sum((l["amount"] for l in lines if l["setl_id"] == setl_id), Decimal(0)) == 0
+    flows = sum((r["amount"] for r in model.rows("fund_flow").values()), Decimal(0))
+    assert flows == sum((l["amount"] for l in lines), Decimal(0)) + sum(
+        (r["subsidy"] + r["grants_granted"] for r in model.rows("person_year").values()), Decimal(0))
+    assert len(model.rows("ledger_event")) == sum(len(m.events) for m in msgs)
+    assert len(model.rows("dead_letter")) == 8                       # every 50th of 400 persons sent a bad one
+
+
+def test_upserts_merge_per_row_and_send_one_statement_per_shape() -> None:
+    ops = [Upsert(PERSON_YEAR, ("k", 2022), add={"settlements": 1}, set={"status_applied": "dibao"}),
+           Upsert(PERSON_YEAR, ("k", 2022), add={"settlements": 1, "ci_paid": Decimal("5")},
+                  set={"status_applied": None})]
+    inserts, statements = plan(ops)
+    assert not inserts and len(statements) == 1
+    ((table, add, put), rows), = statements.items()
+    assert (add, put) == (("ci_paid", "settlements"), ("status_applied",))
+    assert rows == [("k", 2022, Decimal("5"), 2, None)]
+    sql = upsert_sql("public", table, add, put)
+    assert 'ON CONFLICT ("person_key", "year") DO UPDATE' in sql and '"ci_paid" = t."ci_paid" + EXCLUDED."ci_paid"' in sql
+    model = MemoryTables()
+    model.apply(ops)
+    row = model.rows("person_year")[("k", 2022)]
+    assert (row["settlements"], row["ci_paid"], row["status_applied"]) == (2, Decimal("5"), None)
+
+
+def test_select_names_projections() -> None:
+    assert [p.name for p in select(None)] == list(PROJECTIONS)
+    with pytest.raises(ValueError, match="unknown projection"):
+        select(["nope"])
+
+
+def test_pack_overrides_are_validated_like_pack_files() -> None:
+    linfen = PackSet.from_dir().by_id["linfen-2022"]
+    changed = override(linfen, {"critical_illness.ratio": "0.65", "inpatient[linfen.inpatient.dibao].ratio": "0.8"})
+    assert changed.critical_illness.ratio == Decimal("0.65") and changed.version == "2022.1+whatif"
+    assert next(r for r in changed.inpatient if r.rule_id == "linfen.inpatient.dibao").ratio == Decimal("0.8")
+    for bad in ({"critical_illness.nope": "1"}, {"inpatient[missing].ratio": "1"}, {"critical_illness.ratio": "x"}):
+        with pytest.raises(PackError):
+            override(linfen, bad)
+    with pytest.raises(PackError, match="unknown pack"):
+        PackLibrary(list(PackSet.from_dir().packs), overrides={"atlantis-2022": {"shared_cap": "1"}})
