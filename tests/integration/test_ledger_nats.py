@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import httpx
 
 from events import codes
 from events.results import encode_result
-from ledger_support import (Clock, Collector, person_from_stream, rejected_events, rpc, running_ledger)
+from ledger_support import (REPO, Clock, Collector, person_from_stream, rejected_events, rpc, running_ledger)
 from services.adjudicator import samples as s
 from services.adjudicator.service import peek
 from services.api.app import ApiDeps, create_app
@@ -48,31 +51,41 @@ async def test_request_reply_round_trip(fresh_nats_url: str, nc, tmp_path: Path)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "linfen-2022.jsonl"
 
 
-def feed_lines() -> list[bytes]:
-    """examples/linfen-2022.jsonl when the repository has it, else a generated feed of every kind of line."""
+def feed_file(tmp_path: Path) -> Path:
+    """examples/linfen-2022.jsonl when the repository has it, else a generated file with every kind of line."""
     if EXAMPLE.exists():
-        return [line.strip() for line in EXAMPLE.read_bytes().splitlines() if line.strip()]
-    return s.mixed_feed()
+        return EXAMPLE
+    path = tmp_path / "feed.jsonl"
+    path.write_bytes(b"\n".join(s.mixed_feed()) + b"\n")
+    return path
 
 
 async def test_feed_over_platform_in_equals_offline_replay(fresh_nats_url: str, nc, tmp_path: Path) -> None:
-    lines = feed_lines()
-    replay = replay_handler(PackSet.from_dir())
-    expected = [[json.loads(encode_result(r)) for r in await replay.handle(line)] for line in lines]
+    path = feed_file(tmp_path)
+    lines = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
+    replay = subprocess.run([sys.executable, "-m", "services.cli.main", "replay", str(path)], cwd=REPO,
+                            capture_output=True, check=True)
+    expected_flat = [json.loads(line) for line in replay.stdout.splitlines()]
+    # The same decisions in-process, to know how many results each line gives (`ledger replay` prints them flat).
+    handler = replay_handler(PackSet.from_dir())
+    expected = [[json.loads(encode_result(r)) for r in await handler.handle(line)] for line in lines]
+    assert [r for rs in expected for r in rs] == expected_flat
     want = sum(len(e) for e in expected)
     js = nc.jetstream()
     async with running_ledger(fresh_nats_url, tmp_path):
         out = await Collector().start(nc)
         for i, line in enumerate(lines):
-            msg_type = peek(line)[0] or "unknown"
-            await js.publish(f"platform.in.{msg_type}", line, headers={"Nats-Msg-Id": f"line-{i}"})
+            msg_type = peek(line)[0] or ""
+            token = msg_type if re.fullmatch(r"[A-Za-z0-9_-]+", msg_type) else "unknown"
+            await js.publish(f"platform.in.{token}", line, headers={"Nats-Msg-Id": f"line-{i}"})
         await out.wait_for(lambda msgs: len(msgs) >= want, timeout=60)
         await asyncio.sleep(0.2)                      # nothing more may come
     got: list[list[dict]] = [[] for _ in lines]
     for msg in out.msgs:
         got[int(msg.headers["Ledger-Msg-Id"].removeprefix("line-"))].append(json.loads(msg.data))
         assert msg.subject.startswith("ledger.out.")
-    assert got == expected
+    assert got == expected                            # line for line, results in order
+    assert [r for rs in got for r in rs] == expected_flat
     subjects = {m.subject for m in out.msgs}
     if not EXAMPLE.exists():                          # the generated feed has every kind of result
         assert {"ledger.out.settlement_result", "ledger.out.enrolment_result", "ledger.out.medins_result",
