@@ -97,7 +97,11 @@ async def _run(settings: Settings, options: object) -> int:
         log.info("tokens", path=str(settings.tokens_path.resolve()),
                  generated=not tokens_existed, roles=sorted(tokens))
 
-    sock = _bind(settings.http_host, settings.http_port)
+    try:
+        sock = _bind(settings.http_host, settings.http_port)
+    except RuntimeError as exc:
+        log.error("failed", error=str(exc))
+        return 1
     http_port = sock.getsockname()[1]
     status = 0
     try:
