@@ -86,7 +86,7 @@ def fold_claims(state: ClaimsState, msg: Message) -> list[Op]:
             state.settlements[(pk, e.setl_id)] = SetlMeta(e.admdvs, e.med_type == "21", e.ci_base_added,
                                                           e.assist_base_added, e.medfee_sumamt, e.psn_part_amt,
                                                           Decimal(0))
-            ops.append(Upsert(SETTLEMENT, (e.setl_id, pk), set=_facts_row(msg, e)))
+            ops.append(Insert(SETTLEMENT, _facts_row(msg, e)))
         elif isinstance(e, ev.CriticalIllnessPaid):
             meta = state.meta(pk, e.setl_id)
             ops.append(_line(msg, idx, e, "payment", "critical_illness", base=e.base, ratio=e.ratio,
@@ -136,15 +136,11 @@ def _setl_time(msg: Message) -> dt.datetime | None:
     return first.setl_time if isinstance(first, ev.SettlementFacts) else first.recorded_at
 
 
-def _facts_row(msg: Message, e: ev.SettlementFacts) -> dict:
-    return {
-        "mdtrt_id": e.mdtrt_id, "admdvs": e.admdvs, "year": e.year, "med_type": e.med_type,
-        "inpatient": e.med_type == "21", "insutype": e.insutype, "fixmedins_code": e.fixmedins_code,
-        "begndate": e.begndate, "enddate": e.enddate, "setl_time": e.setl_time, "dise_codg": e.dise_codg,
-        "pack": e.pack, "pack_version": e.pack_version, "status": e.status, "medfee_sumamt": e.medfee_sumamt,
-        "fulamt_ownpay_amt": e.fulamt_ownpay_amt, "inscp_scp_amt": e.inscp_scp_amt, "hifp_pay": e.hifp_pay,
-        "oth_pay": e.oth_pay, "oop": e.oop, "remaining": e.remaining, "ci_base_added": e.ci_base_added,
-        "assist_base_added": e.assist_base_added, "hifmi_pay": e.hifmi_pay, "maf_pay": e.maf_pay,
-        "hosp_part_amt": e.hosp_part_amt, "psn_part_amt": e.psn_part_amt, "cancelled": False, "cancel_time": None,
-        "seq": msg.seq, "event_id": e.event_id, "recorded_at": e.recorded_at,
-    }
+def _facts_row(msg: Message, e: ev.SettlementFacts) -> tuple:
+    """The settlement's row in SETTLEMENT column order (COPY needs no names)."""
+    return (
+        e.setl_id, msg.person_key, e.mdtrt_id, e.admdvs, e.year, e.med_type, e.med_type == "21", e.insutype,
+        e.fixmedins_code, e.begndate, e.enddate, e.setl_time, e.dise_codg, e.pack, e.pack_version, e.status,
+        e.medfee_sumamt, e.fulamt_ownpay_amt, e.inscp_scp_amt, e.hifp_pay, e.oth_pay, e.oop, e.remaining,
+        e.ci_base_added, e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt, e.psn_part_amt,
+        Decimal(0), False, None, msg.seq, e.event_id, e.recorded_at)

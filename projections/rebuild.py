@@ -13,6 +13,7 @@ a mix.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ import asyncpg
 
 from projections.catalog import Projection, select
 from projections.ownership import Ownership
-from projections.runner import LIVE, decode_batch, ensure_checkpoints, fold_into
+from projections.runner import LIVE, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
+from projections.sql import write
 from services.runtime.stream import STREAM
 
 
@@ -133,29 +135,62 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
 
 async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
                   state: Progress, progress: Callable[[Progress], None] | None) -> None:
+    """Fold batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight).
+
+    A build starts at sequence 1, so its folds' state (the settlement index) has seen every
+    settlement it will be asked about: no prefetch from the half-written build tables is needed.
+    """
     states = {p.name: p.new_state() for p in projections}
     names = [p.name for p in projections]
-    async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
-        while True:
-            if state.seq >= state.target:
-                state.target = max(state.target, await last_sequence(js, stream))
-                if state.seq >= state.target:
-                    async with pool.acquire() as conn:
-                        behind = await _swap(conn, projections, state.seq)
-                    if behind is None:
-                        return
-                    state.target = behind
-            raws = await reader.batch(timeout=0.5)
-            if not raws:
-                continue
-            msgs = decode_batch(raws)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+
+    async def writer() -> None:
+        while (item := await queue.get()) is not None:
+            last, events, ops = item
             async with pool.acquire() as conn, conn.transaction():
                 for p in projections:
-                    await fold_into(conn, p, build_schema(p.name), states[p.name], msgs)
+                    await write(conn, build_schema(p.name), ops[p.name])
                 await conn.execute("UPDATE projection_rebuild SET seq = $2, target_seq = $3, updated_at = now() "
-                                   "WHERE projection = ANY($1::text[])", names, msgs[-1].seq, state.target)
-            state.seq = msgs[-1].seq
-            state.events += sum(len(m.events) for m in msgs)
-            state.target = max(state.target, state.seq)
+                                   "WHERE projection = ANY($1::text[])", names, last, max(state.target, last))
+            state.seq, state.events = last, state.events + events
+            state.target = max(state.target, last)
             if progress is not None:
                 progress(state)
+            queue.task_done()
+
+    task = asyncio.create_task(writer())
+
+    async def drained() -> None:
+        done, _ = await asyncio.wait({task, asyncio.ensure_future(queue.join())},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()                      # the writer failed: raise its error here
+
+    read = 0
+    try:
+        async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
+            while True:
+                if read >= state.target:
+                    await drained()
+                    state.target = max(state.target, await last_sequence(js, stream))
+                    if state.seq >= state.target:
+                        async with pool.acquire() as conn:
+                            behind = await _swap(conn, projections, state.seq)
+                        if behind is None:
+                            return
+                        state.target = behind
+                raws = await reader.batch(timeout=0.5)
+                if not raws:
+                    continue
+                msgs = decode_batch(raws)
+                ops = {p.name: [op for m in msgs for op in p.fold(states[p.name], m)] for p in projections}
+                read = msgs[-1].seq
+                put = asyncio.ensure_future(queue.put((read, sum(len(m.events) for m in msgs), ops)))
+                done, _ = await asyncio.wait({task, put}, return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
+                    put.cancel()
+                    task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
