@@ -38,7 +38,7 @@ class Progress:
     seq: int = 0
     target: int = 0
     events: int = 0
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.perf_counter)      # perf_counter seconds
 
     @property
     def rate(self) -> float:       # messages per second, for the progress bar

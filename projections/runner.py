@@ -23,7 +23,7 @@ from projections.catalog import Projection, select
 from projections.decode import decode_message
 from projections.model import Message
 from projections.ownership import Ownership
-from projections.source import Raw, StreamReader
+from projections.source import Raw, StreamGap, StreamReader
 from projections.sql import write
 from services.runtime.stream import STREAM
 
@@ -66,7 +66,7 @@ async def ensure_checkpoints(conn: asyncpg.Connection, names: list[str]) -> dict
 
 class Projector:
     def __init__(self, dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *,
-                 stream: str = STREAM, max_batch: int = 2000, takeover_every: float = 1.0,
+                 stream: str = STREAM, max_batch: int = 2000, takeover_every: float = 1.0,  # seconds
                  owner: str | None = None, on_batch: Callable[[int], None] | None = None):
         self.dsn, self.pool, self.js, self.stream = dsn, pool, js, stream
         self.projections = {p.name: p for p in select(names)}
@@ -89,7 +89,7 @@ class Projector:
             try:
                 await self._run_owned(stop)
                 backoff = 0.5
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError, StreamGap) as exc:
                 log.error("projector %s: %s; retrying in %.1fs", self.owner, exc, backoff)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 10.0)
