@@ -3,7 +3,8 @@
 1. A stream of ~1,000,000 events (`--quick`: 50,000): sample traffic decided once by the engine
    (2,000 persons), then cloned with renamed persons onto their own subjects, published on an
    embedded nats-server with the default sync interval (publishing is not what is measured).
-2. Baseline, same run: an ordered consumer reading the whole stream and doing nothing (msg/s).
+2. Baseline, same run: an ordered push consumer reading the whole stream and doing nothing
+   (msg/s); the projector's own bounded pull reader doing nothing is in the notes.
 3. `ledger rebuild --json` in a subprocess (all three projections, one pass, fresh tables,
    swap): its messages/s from its own clock, and its own peak RSS (RUSAGE_CHILDREN).
    Targets: >= 50% of the raw rate; peak RSS < 500 MB.

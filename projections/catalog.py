@@ -6,6 +6,7 @@ usage, fund and warning tables because their folds share the settlement index.
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from projections.model import Message, Op, Table
 from projections.trail import DEAD_LETTER, LEDGER_EVENT, fold_dead_letters, fold_trail
 from projections.usage import PERSON_YEAR, RULE_TOTAL, fold_usage
 
-Prefetch = Callable[[Any, str, Any, list[Message]], Awaitable[None]]
+Load = Callable[[Any, str, Any, list], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class Projection:
     tables: tuple[Table, ...]
     new_state: Callable[[], Any]
     fold: Callable[[Any, Message], list[Op]]
-    prefetch: Prefetch | None = None      # fill the state from its own tables before a batch is folded
+    missing: Callable[[Any, list[Message]], list] | None = None   # state entries a batch needs from SQL
+    load: Load | None = None                                       # fetch them from the projection's tables
 
 
 def _fold_claims_and_usage(state: ClaimsState, msg: Message) -> list[Op]:
@@ -34,24 +36,26 @@ def _fold_claims_and_usage(state: ClaimsState, msg: Message) -> list[Op]:
 
 _LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementCancelled,
           ev.PaymentReversed, ev.WarningRaised)
-MAX_INDEX = 200_000   # settlements kept in memory; past this the index is dropped and refilled from SQL
+MAX_INDEX = 100_000   # settlements kept in memory (~1 kB each); past it the older half is dropped
 
 
-async def _prefetch_settlements(conn, schema: str, state: ClaimsState, msgs: list[Message]) -> None:
-    """Load the index entries this batch refers to but did not itself create."""
-    if len(state.settlements) > MAX_INDEX:
-        state.settlements.clear()
+def _missing_settlements(state: ClaimsState, msgs: list[Message]) -> list[tuple[str, str]]:
+    """Index entries this batch refers to but neither creates nor has in memory."""
+    if len(state.settlements) > MAX_INDEX:        # insertion order: the oldest settlements go first
+        for key in list(itertools.islice(state.settlements, MAX_INDEX // 2)):
+            del state.settlements[key]
     created = {(m.person_key, e.setl_id) for m in msgs for e in m.events if isinstance(e, ev.SettlementFacts)}
     wanted = {(m.person_key, e.setl_id) for m in msgs if m.person_key for e in m.events
               if isinstance(e, _LATER) and getattr(e, "setl_id", None)}
-    missing = [k for k in wanted - created if k not in state.settlements]
-    if not missing:
-        return
+    return [k for k in wanted - created if k not in state.settlements]
+
+
+async def _load_settlements(conn, schema: str, state: ClaimsState, keys: list[tuple[str, str]]) -> None:
     rows = await conn.fetch(
         f'SELECT setl_id, person_key, admdvs, inpatient, ci_base_added, assist_base_added, medfee_sumamt, '
         f'psn_part_amt, maf_adjusted FROM "{schema}".settlement '
         f'WHERE (person_key, setl_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
-        [k[0] for k in missing], [k[1] for k in missing])
+        [k[0] for k in keys], [k[1] for k in keys])
     for r in rows:
         state.settlements[(r["person_key"], r["setl_id"])] = SetlMeta(
             r["admdvs"], r["inpatient"], r["ci_base_added"], r["assist_base_added"], r["medfee_sumamt"],
@@ -60,7 +64,7 @@ async def _prefetch_settlements(conn, schema: str, state: ClaimsState, msgs: lis
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (
     Projection("claims", (SETTLEMENT, LINE, FUND_FLOW, WARNING, PERSON_YEAR, RULE_TOTAL), ClaimsState,
-               _fold_claims_and_usage, _prefetch_settlements),
+               _fold_claims_and_usage, _missing_settlements, _load_settlements),
     Projection("audit_trail", (LEDGER_EVENT,), lambda: None, fold_trail),
     Projection("dead_letters", (DEAD_LETTER,), lambda: None, fold_dead_letters),
 )}

@@ -137,8 +137,8 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                   state: Progress, progress: Callable[[Progress], None] | None) -> None:
     """Fold batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight).
 
-    A build starts at sequence 1, so its folds' state (the settlement index) has seen every
-    settlement it will be asked about: no prefetch from the half-written build tables is needed.
+    A fold whose bounded state lacks an entry waits for the writer to drain before reading it
+    back from the build tables (rare: an old settlement cancelled or adjusted much later).
     """
     states = {p.name: p.new_state() for p in projections}
     names = [p.name for p in projections]
@@ -167,6 +167,7 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
             task.result()                      # the writer failed: raise its error here
 
     read = 0
+    analyzed = False
     try:
         async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
             while True:
@@ -175,6 +176,11 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                     state.target = max(state.target, await last_sequence(js, stream))
                     if state.seq >= state.target:
                         async with pool.acquire() as conn:
+                            if not analyzed:          # planner statistics before readers meet the new tables
+                                for p in projections:
+                                    for table in p.tables:
+                                        await conn.execute(f'ANALYZE "{build_schema(p.name)}"."{table.name}"')
+                                analyzed = True
                             behind = await _swap(conn, projections, state.seq)
                         if behind is None:
                             return
@@ -183,6 +189,12 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                 if not raws:
                     continue
                 msgs = decode_batch(raws)
+                for p in projections:                 # a settlement dropped from a bounded index: from SQL,
+                    keys = p.missing(states[p.name], msgs) if p.missing else None     # once all is written
+                    if keys and p.load is not None:
+                        await drained()
+                        async with pool.acquire() as conn:
+                            await p.load(conn, build_schema(p.name), states[p.name], keys)
                 ops = {p.name: [op for m in msgs for op in p.fold(states[p.name], m)] for p in projections}
                 read = msgs[-1].seq
                 put = asyncio.ensure_future(queue.put((read, sum(len(m.events) for m in msgs), ops)))

@@ -48,8 +48,9 @@ def decode_batch(raws: list[Raw]) -> list[Message]:
 
 async def fold_into(conn: asyncpg.Connection, projection: Projection, schema: str, state: Any,
                     msgs: list[Message]) -> None:
-    if projection.prefetch is not None:
-        await projection.prefetch(conn, schema, state, msgs)
+    keys = projection.missing(state, msgs) if projection.missing is not None else None
+    if keys and projection.load is not None:
+        await projection.load(conn, schema, state, keys)
     ops = []
     for msg in msgs:
         ops.extend(projection.fold(state, msg))

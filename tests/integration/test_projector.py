@@ -147,3 +147,16 @@ async def test_rebuild_during_live_traffic_ends_identical_to_a_fresh_rebuild(env
     assert leftovers == []
     total = await env.pool.fetchval("SELECT sum(amount) FROM fund_flow")
     assert isinstance(total, Decimal)
+
+
+async def test_a_small_settlement_index_reloads_from_the_tables(env, store, monkeypatch) -> None:
+    """Cancels and adjustments of settlements dropped from the bounded index are read back from SQL,
+    by the live projector and by a rebuild (which first lets its writer drain)."""
+    import projections.catalog
+    monkeypatch.setattr(projections.catalog, "MAX_INDEX", 10)
+    last = await publish(env.js, store)
+    await project_until(env.dsn, env.pool, env.js, last, max_batch=30)
+    expected = expected_tables(store)
+    assert await read_tables(env.pool) == expected
+    await rebuild(env.dsn, env.pool, env.js, ["claims"], max_batch=40)
+    assert await read_tables(env.pool) == expected
