@@ -46,6 +46,9 @@ def decode(raw: bytes) -> Inbound:
 
 def check(message: Inbound) -> Inbound:
     """Raise `Invalid` for what types cannot say; return the message with money at two decimals."""
+    if getattr(message, "psn_no", None) == "":
+        raise Invalid(codes.INVALID_MESSAGE, "`psn_no` must not be empty: it names the person the message is about",
+                      _tag(message), _keys_of(message))
     names = _MONEY_FIELDS.get(type(message))
     if names:
         amounts = []

@@ -128,9 +128,10 @@ def _number(value) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
         return None
+    return number if number.is_finite() else None
 
 
 @PROPERTY_SETTINGS
@@ -219,3 +220,61 @@ def json_roundtrip(commit):
     """What a store keeps is bytes: fold the commit as it comes back from them."""
     from events.ledger import COMMIT_DECODER, COMMIT_ENCODER
     return COMMIT_DECODER.decode(COMMIT_ENCODER.encode(commit))
+
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12), st.sampled_from(["", "NaN", "-1", "1e30", "0.001", "-0", "2022-02-30", "2022-13-01",
+                                           "99999999999999999999999999999.99", "tekun", "21", "quota"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@st.composite
+def damaged(draw) -> list[bytes]:
+    """Valid sequences with some messages damaged: a field dropped or given an odd value, or bytes cut."""
+    lines = []
+    for message in draw(sequences()):
+        what = draw(st.sampled_from(["keep"] * 6 + ["drop", "odd", "cut"]))
+        if what == "drop" and len(message) > 1:
+            message = dict(message)
+            del message[draw(st.sampled_from(sorted(message)))]
+        elif what == "odd":
+            message = {**message, draw(st.sampled_from(sorted(message))): draw(ODD_VALUES)}
+        data = raw(message)
+        if what == "cut":
+            data = data[:draw(st.integers(0, len(data)))]
+        lines.append(data)
+    return lines
+
+
+@PROPERTY_SETTINGS
+@given(damaged())
+def test_every_line_gets_an_answer_and_nothing_crashes(lines):
+    """integration.md §4: a message that cannot be decided is never dropped: it gets a rejected result."""
+    ledger = Ledger()
+    for data in lines:
+        results = ledger.send_raw(data)
+        assert results, data
+        for r in results:
+            assert r["msg_type"] == "settlement_adjustment" or r["result"] in (
+                "settled", "duplicate", "rejected", "recorded", "reversed", "closed"), r
+            if r.get("result") != "rejected":          # a rejection may echo what it was sent
+                for name, value in _money_fields(r):
+                    assert value >= 0, (name, r)
+
+
+MONEY_NAMES = {"medfee_sumamt", "hifp_pay", "oth_pay", "hifmi_pay", "maf_pay", "hosp_part_amt", "psn_part_amt",
+               "subsidy", "requested", "granted", "refused", "base", "amount", "limit", "used", "remaining"}
+
+
+def _money_fields(value):
+    """(name, Decimal) of every money field, however deep (lines, cap)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in MONEY_NAMES and isinstance(v, str):
+                yield k, Decimal(v)
+            else:
+                yield from _money_fields(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _money_fields(v)

@@ -131,3 +131,10 @@ def test_negative_zero_is_echoed_as_zero(lf):
     """"-0" is not negative; it is echoed as 0.00, never "-0.00"."""
     r = lf.one(a_stay(hifp="-0", oth="-0.00"))
     assert (r["result"], r["hifp_pay"], r["oth_pay"]) == ("settled", "0.00", "0.00")
+
+
+@pytest.mark.parametrize("msg", [enrolment(""), cancel("S1", ""), identity("", "dibao")])
+def test_an_empty_psn_no_is_an_invalid_message(lf, msg):
+    """An empty psn_no used to reach the engine as 'no person' and crash it (AssertionError, AttributeError)."""
+    rejected(lf, msg, codes.INVALID_MESSAGE, {"enrolment": "subsidy_result", "settlement_cancel": "cancel_result",
+                                              "psn_identity": "identity_result"}[msg["msg_type"]])
