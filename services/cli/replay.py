@@ -16,11 +16,14 @@ from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 
 REPLAY_CLOCK = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)   # replay output never depends on the clock
+FREEZE_EVERY = 5_000     # commits; see MemoryStore: keeps the GC from rescanning the stored history
 
 
-def replay_handler(packs: PackSet) -> Handler:
+def replay_handler(packs: PackSet, freeze_every: int = 0) -> Handler:
+    """The decision path over a memory store; `ledger replay` passes `freeze_every=FREEZE_EVERY`."""
     counter = itertools.count(1)
-    return Handler(Engine(packs), MemoryStore(), clock=lambda: REPLAY_CLOCK, new_id=lambda: f"replay-{next(counter)}")
+    return Handler(Engine(packs), MemoryStore(freeze_every), clock=lambda: REPLAY_CLOCK,
+                   new_id=lambda: f"replay-{next(counter)}")
 
 
 async def replay_lines(lines: Iterable[bytes], handler: Handler) -> list[list[Outbound]]:
@@ -45,7 +48,7 @@ def run(path: str, pack_dir: str | None, out: BinaryIO) -> int:
     except OSError as exc:
         print(f"ledger replay: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    handler = replay_handler(packs)
+    handler = replay_handler(packs, FREEZE_EVERY)
 
     async def main() -> None:
         with source:

@@ -9,12 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
+
 from events.money import ZERO, money
 from services.policy.pack import LineRule, Pack
 
 
-@dataclass(frozen=True, slots=True)
-class Stay:
+class Stay(msgspec.Struct, frozen=True):
     """The figures of one settlement that line formulas read."""
     year: int
     medfee_sumamt: Decimal
@@ -28,8 +29,7 @@ class Stay:
     ooc_share: Decimal | None     # control share × total where out-of-catalogue control applies
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedLine:
+class PlannedLine(msgspec.Struct, frozen=True):
     fund: str
     rule_id: str
     clause: str
@@ -45,8 +45,7 @@ class PlannedLine:
     in_scope: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Raw:
+class Raw(msgspec.Struct, frozen=True):
     base: Decimal
     amount: Decimal
     threshold: Decimal | None = None

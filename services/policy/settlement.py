@@ -1,8 +1,10 @@
 """Deciding one settlement: 大病, assistance lines, hospital-borne amounts, 就高不就低 (policy.md §4–§9)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
+
+import msgspec
 
 from events import ledger as ev
 from events.messages import Settlement
@@ -28,8 +30,7 @@ class Hospital:
         return cls(e.fixmedins_code, e.designated, e.in_province, e.ooc_class, e.serious_disease_designated)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """Everything one candidate status would pay for one settlement."""
     status: str | None
     oop: Decimal
@@ -231,5 +232,5 @@ def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack) -> O
         year = msg.enddate.year
         event = _ci_event(msg, year, terms_for(pack, best.status), best.oop,
                           person.years.get(year) or _NO_YEAR, best.hifmi_pay)
-        best = replace(best, ci=event)
+        best = msgspec.structs.replace(best, ci=event)
     return best
