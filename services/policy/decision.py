@@ -10,8 +10,7 @@ from events.ledger import LedgerEvent
 from events.results import Outbound, Reason
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True):
     """The only impure inputs of a decision, passed in: the clock and the message's identity."""
     now: dt.datetime
     correlation_id: str

@@ -82,7 +82,8 @@ class Engine:
                   else message.enrol_date if isinstance(message, Enrolment)
                   else message.approved_on)  # type: ignore[attr-defined]
             pack = self.packs.for_area(message.admdvs, on)  # type: ignore[attr-defined]
-            where = f"area {message.admdvs} on {on}"  # type: ignore[attr-defined]
+            if pack is None:
+                where = f"area {message.admdvs} on {on}"  # type: ignore[attr-defined]
         if pack is None:
             raise Rejection(codes.UNKNOWN_PACK, f"no policy pack is in force for {where}")
         return pack

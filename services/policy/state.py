@@ -64,8 +64,13 @@ class Person:
 
     def statuses_on(self, day: dt.date) -> set[str]:
         """Statuses valid on `day` (a revoke ends one the day before its begndate)."""
-        return {s for s, spans in self.statuses.items()
-                if any(b <= day and (e is None or day <= e) for b, e in spans)}
+        valid = set()
+        for status, spans in self.statuses.items():
+            for begin, end in spans:
+                if begin <= day and (end is None or day <= end):
+                    valid.add(status)
+                    break
+        return valid
 
 
 def identity_key(status: str, action: str, begndate: dt.date, enddate: dt.date | None, doc_no: str) -> tuple:
