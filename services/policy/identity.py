@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from events import codes
 from events import ledger as ev
@@ -68,13 +69,17 @@ def retroactive(person: Person, msg: PsnIdentity, pack: Pack) -> tuple[list[ev.L
     events: list[ev.LedgerEvent] = []
     results: list[SettlementAdjustment] = []
     why = f"retroactive: {msg.status} recognised {msg.begndate} ({pack.retroactive_clause})"
+    bases: dict[int, Decimal] = {}     # running assistance base in decision order, cancellations taken out (§9)
     for record in person.settlements.values():
         facts = record.facts
+        base_before = bases.get(facts.year, ZERO)
+        if not record.cancelled:
+            bases[facts.year] = base_before + facts.assist_base_added
         if record.cancelled or facts.med_type != INPATIENT or not start <= facts.enddate < msg.begndate:
             continue
         paid = record.paid(ev.AssistancePaid)
         year_used = used.get(facts.year, ZERO)
-        state = PersonYear(facts.year, ci_base=facts.ci_base_before, assist_base=facts.assist_base_before,
+        state = PersonYear(facts.year, ci_base=facts.ci_base_before, assist_base=base_before,
                            assistance_cap_used=year_used - shared_paid(record))
         candidates = [s for s in pack.statuses if s in person.statuses_on(facts.enddate) or s == msg.status]
         outcomes = [evaluate(s, person, settlement_of(facts), hospital_of(facts), pack, state, facts.hifmi_pay)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders import QINGHAI, enrolment, grant, identity, qinghai_medins, stay
+from builders import QINGHAI, cancel, enrolment, grant, identity, qinghai_medins, stay
 from harness import D
 
 
@@ -102,3 +102,18 @@ def test_the_same_recognition_twice_pays_once(qh):
     again = qh.send(recognised())
     assert [(r["msg_type"], r["result"]) for r in again] == [("identity_result", "duplicate")]
     assert qh.year("P").assistance_cap_used == D("2800.00")
+
+
+def test_qinghai_5_1_a_cancelled_earlier_stay_leaves_the_base(ledger):
+    """policy.md §9: cumulative bases run in decision order and 'a cancellation takes its amounts back out'.
+    S1 remaining 10,000 (大病 0), S2 oop 3,600 → 大病 0.80 × (13,600 − 12,000) = 1,280, remaining 2,320.
+    S1 cancelled, then expenditure_poverty recognised: S2's base before is 0, not 10,000:
+    0.50 × (max(0, 2,320 − 6,000) − 0) = 0 → no adjustment (the engine used to pay 0.50 × 2,320 = 1,160)."""
+    ledger.send(qinghai_medins(), enrolment("P", admdvs=QINGHAI))
+    ledger.one(stay("S1", "P", total="20000", in_scope="20000", hifp="10000", admdvs=QINGHAI, enddate="2022-03-01"))
+    s2 = ledger.one(stay("S2", "P", total="13600", in_scope="13600", hifp="10000", admdvs=QINGHAI, enddate="2022-04-01"))
+    assert (s2["hifmi_pay"], s2["psn_part_amt"]) == ("1280.00", "2320.00")
+    ledger.one(cancel("S1", "P"))
+    out = ledger.send(recognised())
+    assert out[0]["adjustments"] == 0 and len(out) == 1
+    assert ledger.year("P").assistance_cap_used == 0
