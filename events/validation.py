@@ -6,14 +6,14 @@ order, and the consistency rules of integration.md §1.
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import msgspec
 
 from events import codes
 from events.messages import DECODER, MSG_TYPES, Enrolment, Inbound, Settlement, TiltedGrant
-from events.money import ZERO, money
+from events.money import CENT, ZERO
 from events.results import RESULT_TYPE_FOR, Outbound, Reason, Rejected
 
 _ANY = msgspec.json.Decoder()
@@ -57,7 +57,7 @@ def check(message: Inbound) -> Inbound:
             if not value.is_finite() or not -MAX_AMOUNT < value < MAX_AMOUNT:
                 raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be a finite amount below {MAX_AMOUNT} yuan, "
                                                     f"got {value}", _tag(message), _keys_of(message))
-            cents = money(value)
+            cents = value.quantize(CENT, rounding=ROUND_HALF_UP)     # exact when it has at most two decimals
             if cents != value:
                 raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, got {value}",
                               _tag(message), _keys_of(message))
