@@ -12,7 +12,9 @@ UNKNOWN_MEDINS = "unknown_medins"
 NOT_ENROLLED = "not_enrolled"
 OUTSIDE_GREEN_CHANNEL = "outside_green_channel"
 UNKNOWN_SETTLEMENT = "unknown_settlement"
-YEAR_MISMATCH = "year_mismatch"              # a grant/enrolment year the dates contradict
 POISON_MESSAGE = "poison_message"            # crashed the adjudicator on every try
 
-ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper())
+# Not a rejection: the message was not decided at all (NATS or PostgreSQL down); send it again.
+UNAVAILABLE = "unavailable"
+
+ALL = frozenset(v for k, v in dict(globals()).items() if k.isupper() and k != "UNAVAILABLE")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -16,6 +16,7 @@ MedType = Literal["21", "14", "11"]          # inpatient / chronic-special outpa
 InsuType = Literal["390", "310"]             # residents / employees
 OocClass = Literal["I", "II_city", "II_county_III"]
 ChronicMgmt = Literal["inpatient_managed", "quota"]
+PolicyYear = Annotated[int, msgspec.Meta(ge=2000, le=2100)]   # a typo like 20222 is refused, not decided
 
 
 class Inbound(msgspec.Struct, frozen=True, tag_field="msg_type"):
@@ -47,7 +48,7 @@ class Enrolment(Inbound, tag="enrolment"):
     psn_no: str
     admdvs: str
     brdy: dt.date
-    year: int
+    year: PolicyYear
     insutype: InsuType
     contribution_std: Decimal
     enrol_date: dt.date
@@ -83,14 +84,14 @@ class SettlementCancel(Inbound, tag="settlement_cancel"):
 
 class YearClose(Inbound, tag="year_close"):
     admdvs: str
-    year: int
+    year: PolicyYear
 
 
 class TiltedGrant(Inbound, tag="tilted_grant"):
     grant_id: str
     psn_no: str
     admdvs: str
-    year: int
+    year: PolicyYear
     amount: Decimal
     approval_no: str
     approved_on: dt.date
