@@ -216,7 +216,11 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
             from services.ingest.natsfast import JetStreamPublisher
             from services.runtime.stream import ensure_ledger_stream
 
+            from services.adjudicator.pack_activation import activate_packs
+
             await ensure_ledger_stream(js)
+            for pack in await activate_packs(js, packs, (clock or utc_now)()):
+                log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)
             await js_publisher.start()
             jss = JetStreamStore(js, secret, cache_size=options.person_cache, timeout=options.publish_timeout,
