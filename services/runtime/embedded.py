@@ -54,13 +54,16 @@ import subprocess
 import sys
 import sysconfig
 import time
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote
+from typing import IO
 
+from services.runtime.processes import alive as _alive
+from services.runtime.processes import process_name as _process_name
+from services.runtime.processes import read_pid as _read_pid
+from services.runtime.processes import tail as _tail
+from services.runtime.embedded_pg import EmbeddedPostgres, start_postgres
 from services.runtime.settings import Settings
 
 __all__ = [
@@ -93,45 +96,12 @@ def find_nats_server() -> Path:
     )
 
 
-def _tail(path: Path, start: int = 0, limit: int = 4000) -> str:
-    """The last ``limit`` characters of a log file written after offset ``start``."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-    except OSError:
-        return "<no log>"
-    return data[-limit:].decode("utf-8", "replace").strip() or "<empty>"
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-def _process_name(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        pass
-    try:
-        import psutil  # installed with pgserver
-
-        return psutil.Process(pid).name()
-    except Exception:
-        return None
 
 
 def _reclaim_orphan(nats_dir: Path, timeout: float) -> None:
@@ -270,82 +240,6 @@ def _ready_url(nats_dir: Path, pid: int) -> str | None:
     except OSError:
         return None
     return url
-
-
-def _import_pgserver() -> Any:
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers); harmless.
-            warnings.simplefilter("ignore")
-            import pgserver
-    except ImportError as exc:
-        raise RuntimeError(
-            f"embedded PostgreSQL needs the pgserver wheel ({exc}); install it or set DATABASE_URL"
-        ) from exc
-    return pgserver
-
-
-def _forget_dead_handles(pgserver: Any, pgdata: Path) -> None:
-    """Drop pids of dead processes from pgserver's handle list, so the last live handle stops postgres."""
-    handles = pgdata / ".handle_pids.json"
-    if not handles.exists():
-        return
-    with pgserver.PostgresServer._lock:
-        try:
-            pids = json.loads(handles.read_text())
-        except (OSError, ValueError):
-            pids = []
-        live = [p for p in pids if isinstance(p, int) and _alive(p)]
-        if live != pids:
-            handles.write_text(json.dumps(live))
-
-
-@dataclass
-class EmbeddedPostgres:
-    """A running embedded PostgreSQL; ``url`` works with asyncpg (unix socket)."""
-
-    url: str
-    data_dir: Path
-    server: Any = field(repr=False)
-
-    def stop(self) -> None:
-        """Stop postgres (``pg_ctl stop -w``) unless another live process still holds a handle."""
-        self.server.cleanup()
-
-
-def start_postgres(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedPostgres:
-    """Start (initdb on first use) PostgreSQL with PGDATA ``<data_dir>/pg``.
-
-    ``delete_on_stop`` removes PGDATA at ``stop()`` (throwaway servers only).
-    Raises ``RuntimeError`` with the postgres log tail if it cannot start.
-    """
-    pgserver = _import_pgserver()
-    data_dir = Path(data_dir).expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir / "pg"
-    if any(ch.isspace() for ch in str(pgdata)):
-        # pgserver passes the socket dir to postgres unquoted (pgserver 0.1.4).
-        raise RuntimeError(
-            f"embedded PostgreSQL cannot use a data path with whitespace ({pgdata}); "
-            "set LEDGER_DATA_DIR to a path without spaces, or set DATABASE_URL"
-        )
-    pgdata.mkdir(exist_ok=True)
-    _forget_dead_handles(pgserver, pgdata)
-    try:
-        server = pgserver.get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")
-    except Exception as exc:
-        raise RuntimeError(
-            f"embedded PostgreSQL failed to start in {pgdata}: {exc}; log tail:\n{_tail(pgdata / 'log')}"
-        ) from exc
-    return EmbeddedPostgres(url=_socket_url(server), data_dir=pgdata, server=server)
-
-
-def _socket_url(server: Any) -> str:
-    """``postgresql://postgres@/postgres?host=<socket dir>``, the path percent-encoded."""
-    info = server.get_postmaster_info()
-    if info.socket_dir is None:  # TCP (pgserver does this on Windows only)
-        return str(server.get_uri())
-    return f"postgresql://postgres@/postgres?host={quote(str(info.socket_dir), safe='/')}&port={info.port}"
 
 
 @contextlib.asynccontextmanager
