@@ -23,7 +23,7 @@ import asyncpg
 
 from projections.catalog import Projection, select
 from projections.ownership import Ownership
-from projections.runner import LIVE, decode_batch, ensure_checkpoints
+from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
 from projections.sql import write
 from services.runtime.stream import STREAM
@@ -171,6 +171,7 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
     try:
         async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
             while True:
+                check_cancelled()
                 if read >= state.target:
                     await drained()
                     state.target = max(state.target, await last_sequence(js, stream))

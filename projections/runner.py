@@ -31,6 +31,15 @@ log = logging.getLogger("ledger.projector")
 LIVE = "public"
 
 
+def check_cancelled() -> None:
+    """Raise if this task was cancelled: Python 3.11's `asyncio.wait_for`, used inside nats-py and
+    asyncpg, can swallow a cancellation and return normally; a loop that never ends must not rely
+    on seeing CancelledError from an await."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Fenced(Exception):
     """The checkpoint moved under us: someone else wrote this projection."""
 
@@ -87,6 +96,7 @@ class Projector:
         stop = stop or asyncio.Event()
         backoff = 0.5
         while not stop.is_set():
+            check_cancelled()
             try:
                 await self._run_owned(stop)
                 backoff = 0.5
@@ -100,6 +110,7 @@ class Projector:
         self.ownership = Ownership(lock_conn, list(self.projections))
         try:
             while not stop.is_set():
+                check_cancelled()
                 if not await self.ownership.try_acquire():
                     if not self.ownership.owned:
                         await _sleep(stop, self.takeover_every)
@@ -121,6 +132,7 @@ class Projector:
         next_takeover = time.monotonic() + self.takeover_every
         async with StreamReader(self.js, start, stream=self.stream, max_batch=self.max_batch) as reader:
             while not stop.is_set() and self.ownership.alive():
+                check_cancelled()
                 raws = await reader.batch(timeout=0.25)
                 if raws:
                     try:

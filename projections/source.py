@@ -64,9 +64,12 @@ class StreamReader:
 
     async def batch(self, timeout: float = 0.5) -> list[Raw]:
         """Up to `max_batch` messages in stream order; [] when none came within `timeout` seconds."""
-        task = self._next or asyncio.ensure_future(self._fetch(timeout))
+        if self._next is None:
+            self._next = asyncio.ensure_future(self._fetch(timeout))
+        # shielded: a cancelled caller must not cancel nats-py's fetch, whose 3.11 `wait_for` can swallow
+        # the cancellation and leave the caller waiting forever; stop() ends the fetch instead
+        out = await asyncio.shield(self._next)
         self._next = None
-        out = await task
         if out:
             self._next = asyncio.ensure_future(self._fetch(timeout))     # read ahead while the caller works
             if self._contiguous:
@@ -79,7 +82,7 @@ class StreamReader:
     async def stop(self) -> None:
         if self._next is not None:
             self._next.cancel()
-            await asyncio.gather(self._next, return_exceptions=True)
+            await asyncio.wait({self._next}, timeout=2.0)     # never hang on it: it ends by its own timeout
             self._next = None
         if self._sub is not None:
             try:
