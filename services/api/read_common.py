@@ -106,6 +106,3 @@ def parse_cursor(cursor: str | None) -> tuple[int, int]:
     if not (seq.isdigit() and idx.isdigit()):
         raise bad(f"cursor {cursor!r} is not one this API gave")
     return int(seq), int(idx)
-
-
-CHECKPOINT_SQL = "(SELECT seq FROM projection_checkpoint WHERE projection = '{}')"

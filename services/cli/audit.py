@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import time
 
 import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from services.cli.connect import connected
-from services.cli.readside import _bar, _run
+from services.cli.readside import progress_bar, run_async
 
 err = Console(stderr=True)
 
@@ -51,9 +52,11 @@ async def _audit(req, as_json: bool) -> int:
         finally:
             if pool is not None:
                 await pool.close()
-        with _bar() as bar:
+        with progress_bar("persons/s") as bar:
             task = bar.add_task("audit replay", total=len(keys) or 1, rate=0.0)
-            outcome = await run_audit(side.js, keys, req, progress=lambda d, t: bar.update(task, completed=d))
+            started = time.perf_counter()
+            outcome = await run_audit(side.js, keys, req, progress=lambda d, t: bar.update(
+                task, completed=d, rate=d / max(time.perf_counter() - started, 1e-6)))
     if as_json:
         sys.stdout.write(msgspec.json.encode(outcome).decode() + "\n")
     else:
@@ -92,5 +95,5 @@ def audit_cmd(args) -> int:
     except (ValueError, OSError) as exc:
         err.print(f"[red]ledger audit: {exc}[/red]")
         return 2
-    return _run(_audit(req, args.json))
+    return run_async(_audit(req, args.json))
 

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
 import msgspec
 from rich.console import Console
@@ -40,12 +41,13 @@ async def _project(names: list[str] | None, batch: int) -> int:
 
 
 def project(names: list[str] | None, batch: int) -> int:
-    return _run(_project(names or None, batch))
+    return run_async(_project(names or None, batch))
 
 
-def _bar() -> Progress:
+def progress_bar(unit: str = "msg/s") -> Progress:
+    """A bar with a rate field (`rate=`) and an ETA, on stderr."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]:>9,.0f} msg/s"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    TextColumn(f"{{task.fields[rate]:>9,.0f}} {unit}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=err, transient=False)
 
 
@@ -55,7 +57,7 @@ async def _rebuild(names: list[str] | None, as_json: bool, batch: int) -> int:
     async with connected() as side:
         pool = await migrated_pool(side.database_url, max_size=2)
         try:
-            with _bar() as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(f"rebuild {', '.join(names or ['all'])}", total=None, rate=0.0)
 
                 def progress(state) -> None:
@@ -75,15 +77,20 @@ async def _rebuild(names: list[str] | None, as_json: bool, batch: int) -> int:
 
 
 def rebuild_cmd(name: str | None, as_json: bool, batch: int) -> int:
-    return _run(_rebuild([name] if name else None, as_json, batch))
+    return run_async(_rebuild([name] if name else None, as_json, batch))
 
 
 async def _verify(as_json: bool) -> int:
     from projections.verify import verify_stream
     async with connected(need_database=False) as side:
-        with _bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("verify chains", total=None, rate=0.0)
-            report = await verify_stream(side.js, progress=lambda seq, last: bar.update(task, completed=seq, total=last))
+            started = time.perf_counter()
+
+            def progress(seq: int, last: int) -> None:
+                bar.update(task, completed=seq, total=last, rate=seq / max(time.perf_counter() - started, 1e-6))
+
+            report = await verify_stream(side.js, progress=progress)
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     else:
@@ -100,10 +107,10 @@ async def _verify(as_json: bool) -> int:
 
 
 def verify_cmd(as_json: bool) -> int:
-    return _run(_verify(as_json))
+    return run_async(_verify(as_json))
 
 
-def _run(coro) -> int:
+def run_async(coro) -> int:
     try:
         return asyncio.run(coro)
     except (ConnectionError, ValueError, RuntimeError) as exc:
