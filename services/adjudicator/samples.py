@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
+
+from events.money import money
 
 AREA = "141002"
 YEAR = 2022
@@ -36,19 +39,20 @@ def enrolment(psn_no: str, *, year: int = YEAR, admdvs: str = AREA, insutype: st
             "insutype": insutype, "contribution_std": 320, "enrol_date": f"{year}-01-05", "in_normal_period": True}
 
 
-def settlement(setl_id: str, psn_no: str, *, total: str | float = "20000.00", in_scope: str | float | None = None,
-               ooc: str | float = "1000.00", hifp: str | float | None = None, day: str = "2022-03-10",
+def settlement(setl_id: str, psn_no: str, *, total: str | int = "20000.00", in_scope: str | int | None = None,
+               ooc: str | int | Decimal = "1000.00", hifp: str | int | None = None, day: str = "2022-03-10",
                hospital: str = HOSPITALS[0], med_type: str = "21", admdvs: str = AREA,
                dise_codg: str = "J18.9", chronic_mgmt: str | None = None) -> dict[str, Any]:
-    total_f = float(total)
-    in_scope_f = float(in_scope) if in_scope is not None else round(total_f - float(ooc), 2)
-    hifp_f = float(hifp) if hifp is not None else round(in_scope_f * 0.6, 2)
+    """Amounts as decimal strings; by default basic insurance paid 60% of the in-scope cost."""
+    total_d, ooc_d = money(total), money(ooc)
+    in_scope_d = money(in_scope) if in_scope is not None else total_d - ooc_d
+    hifp_d = money(hifp) if hifp is not None else money(in_scope_d * Decimal("0.6"))
     return {"msg_type": "settlement", "setl_id": setl_id, "mdtrt_id": f"M-{setl_id}", "psn_no": psn_no,
             "admdvs": admdvs, "insutype": "390", "med_type": med_type, "chronic_mgmt": chronic_mgmt,
             "special_drug": False, "fixmedins_code": hospital, "begndate": day, "enddate": day,
-            "setl_time": f"{day}T10:00:00+08:00", "dise_codg": dise_codg, "medfee_sumamt": f"{total_f:.2f}",
-            "fulamt_ownpay_amt": f"{float(ooc):.2f}", "inscp_scp_amt": f"{in_scope_f:.2f}",
-            "hifp_pay": f"{hifp_f:.2f}", "oth_pay": "0"}
+            "setl_time": f"{day}T10:00:00+08:00", "dise_codg": dise_codg, "medfee_sumamt": str(total_d),
+            "fulamt_ownpay_amt": str(ooc_d), "inscp_scp_amt": str(in_scope_d),
+            "hifp_pay": str(hifp_d), "oth_pay": "0"}
 
 
 def cancel(setl_id: str, psn_no: str) -> dict[str, Any]:
@@ -84,7 +88,8 @@ def settlement_lines(count: int, persons: int, *, prefix: str = "P", seed: int =
         psn = psn_no_of(n % persons, prefix)
         total = rng.randrange(2_000, 60_000)
         month = 1 + (n // persons) % 12
-        yield dumps(settlement(f"{id_prefix}{n:09d}", psn, total=total, ooc=round(total * rng.uniform(0.02, 0.2), 2),
+        ooc = money(Decimal(total) * rng.randrange(200, 2_000) / 10_000)     # 2%–20% out of catalogue
+        yield dumps(settlement(f"{id_prefix}{n:09d}", psn, total=total, ooc=ooc,
                                day=f"2022-{month:02d}-{1 + n % 28:02d}", hospital=HOSPITALS[n % len(HOSPITALS)]))
 
 
