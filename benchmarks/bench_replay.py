@@ -11,10 +11,12 @@ import datetime as dt
 import json
 import random
 import time
+from decimal import Decimal
 from collections import Counter
 
 from benchmarks.report import Row, peak_rss_mb
 from events.messages import DECODER, ENCODER
+from events.money import ZERO, money
 from events.results import encode_result
 from services.cli.replay import FREEZE_EVERY, replay_handler
 from services.policy.pack import PackSet
@@ -38,8 +40,18 @@ def _line(message: dict) -> bytes:
     return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _yuan(value: float) -> str:
-    return f"{value:.2f}"
+def _yuan(value: Decimal) -> str:
+    return str(money(value))
+
+
+def _share(rng: random.Random, amount: Decimal, low: int, high: int) -> Decimal:
+    """A random share of `amount` between low‰ and high‰ (per mille), in whole cents."""
+    return money(amount * rng.randrange(low, high) / 1000)
+
+
+def _lognormal_yuan(rng: random.Random, mu: float, sigma: float) -> Decimal:
+    """Cost drawn from a log-normal (the draw is a float; the money is whole cents)."""
+    return Decimal(int(rng.lognormvariate(mu, sigma) * 100)) / 100
 
 
 def generate(settlements: int, persons: int, seed: int = SEED) -> tuple[list[bytes], list[bytes]]:
@@ -80,17 +92,17 @@ def generate(settlements: int, persons: int, seed: int = SEED) -> tuple[list[byt
         day = dt.date(2022, 1, 1) + dt.timedelta(days=rng.randrange(365))
         outpatient = rng.random() < 0.3
         if outpatient:
-            in_scope = round(rng.lognormvariate(6.5, 0.8), 2)
-            ooc = round(in_scope * rng.random() * 0.1, 2)
+            in_scope = _lognormal_yuan(rng, 6.5, 0.8)
+            ooc = _share(rng, in_scope, 0, 100)
             begin, kind = day, rng.choice([("14", "inpatient_managed", False), ("14", "quota", False),
                                             ("14", "inpatient_managed", True), ("11", None, False)])
         else:
-            in_scope = round(rng.lognormvariate(9.5, 0.9), 2)
-            ooc = round(in_scope * rng.random() * 0.25, 2)
+            in_scope = _lognormal_yuan(rng, 9.5, 0.9)
+            ooc = _share(rng, in_scope, 0, 250)
             begin, kind = day - dt.timedelta(days=rng.randint(1, 20)), ("21", None, False)
-        hifp = round(in_scope * rng.uniform(0.45, 0.8), 2)
-        total = round(in_scope + ooc + (rng.random() < 0.1) * rng.uniform(0, 500), 2)
-        oth = round(rng.uniform(0, 0.1) * (total - hifp), 2) if rng.random() < 0.05 else 0
+        hifp = _share(rng, in_scope, 450, 800)
+        total = in_scope + ooc + (Decimal(rng.randrange(0, 50_000)) / 100 if rng.random() < 0.1 else ZERO)
+        oth = _share(rng, total - hifp, 0, 100) if rng.random() < 0.05 else ZERO
         lines.append(_line({
             "msg_type": "settlement", "setl_id": f"S{i:07d}", "mdtrt_id": f"M{i:07d}", "psn_no": psn_no,
             "admdvs": admdvs, "insutype": insutype, "med_type": kind[0], "chronic_mgmt": kind[1],
