@@ -160,3 +160,27 @@ async def test_a_small_settlement_index_reloads_from_the_tables(env, store, monk
     assert await read_tables(env.pool) == expected
     await rebuild(env.dsn, env.pool, env.js, ["claims"], max_batch=40)
     assert await read_tables(env.pool) == expected
+
+
+async def test_migrations_apply_once_in_order_and_refuse_an_edited_one(fresh_database_url, tmp_path) -> None:
+    import asyncpg
+
+    from projections.db import MIGRATIONS_DIR, migrate
+    conn = await asyncpg.connect(fresh_database_url)
+    try:
+        first = await migrate(conn)
+        assert first == [p.name for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+        assert await migrate(conn) == []                                   # applied once
+        extra = tmp_path / "migrations"
+        extra.mkdir()
+        for path in MIGRATIONS_DIR.glob("*.sql"):
+            (extra / path.name).write_text(path.read_text())
+        (extra / "9999_more.sql").write_text("CREATE TABLE extra_table (x int);")
+        assert await migrate(conn, extra) == ["9999_more.sql"]
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions == sorted(versions) and versions[-1] == 9999
+        (extra / "9999_more.sql").write_text("CREATE TABLE extra_table (x bigint);")
+        with pytest.raises(RuntimeError, match="changed after it was applied"):
+            await migrate(conn, extra)
+    finally:
+        await conn.close()
