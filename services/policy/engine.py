@@ -5,6 +5,7 @@ nothing here does I/O or reads a clock.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import msgspec
@@ -64,8 +65,10 @@ class Engine:
                         ref_kind="rejected")
 
     def year_end(self, person: Person, close: YearClose, ctx: Context) -> Decision:
+        """Year-end payments carry the pack in force on the last day of the closed year."""
         decision = decide_quota_year_end(person, close.admdvs, close.year, self.packs)
-        decision.events = stamp(decision.events, ctx, None, None)
+        pack = self.packs.for_area(close.admdvs, dt.date(close.year, 12, 31))
+        decision.events = stamp(decision.events, ctx, pack.id if pack else None, pack.version if pack else None)
         return decision
 
     def _pack_for(self, message: Inbound, person: Person | None) -> Pack | None:
