@@ -74,6 +74,14 @@ def fresh_nats_url(tmp_path: Path) -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+async def fresh_nc(fresh_nats_url: str) -> AsyncIterator[NATS]:
+    """A client of the private server of `fresh_nats_url`."""
+    conn = await nats.connect(fresh_nats_url)
+    yield conn
+    await conn.close()
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name`` (keeps host/socket query parameters)."""
     parts = urlsplit(url)

@@ -13,8 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import nats
-import pytest
 
 from events import ledger as ev
 from ledger_support import (REPO, SECRET, Collector, person_from_stream, rpc, shared_paid, start_worker,
@@ -29,31 +27,24 @@ def key(psn_no: str) -> str:
     return person_key(SECRET.encode(), psn_no)
 
 
-@pytest.fixture
-async def nc(fresh_nats_url: str):
-    conn = await nats.connect(fresh_nats_url)
-    yield conn
-    await conn.close()
-
-
-async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, nc, tmp_path: Path) -> None:
+async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
     workers = [await start_worker(fresh_nats_url, tmp_path) for _ in range(2)]
     try:
         psn = "CAP-1"
-        await rpc(nc, s.dumps(s.medins()), "medins")
-        await rpc(nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
-        await rpc(nc, s.dumps(s.enrolment(psn)), "enrolment")
+        await rpc(fresh_nc, s.dumps(s.medins()), "medins")
+        await rpc(fresh_nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
+        await rpc(fresh_nc, s.dumps(s.enrolment(psn)), "enrolment")
         used = Decimal(0)
         n = 0
         while used < CAP - Decimal("8000"):             # bring the person near the cap
-            result = await rpc(nc, s.dumps(s.settlement(f"PRE-{n}", psn, total="60000.00", ooc="0")))
+            result = await rpc(fresh_nc, s.dumps(s.settlement(f"PRE-{n}", psn, total="60000.00", ooc="0")))
             used = Decimal(result["cap"]["used"])
             n += 1
         assert used < CAP
 
         bodies = [s.dumps(s.settlement(f"RACE-{i:02d}", psn, total="9000.00", ooc="0", day="2022-06-01"))
                   for i in range(50)]
-        replies = await asyncio.gather(*(rpc(nc, b, timeout=30) for b in bodies))
+        replies = await asyncio.gather(*(rpc(fresh_nc, b, timeout=30) for b in bodies))
     finally:
         codes = [stop_process(w) for w in workers]
     assert codes == [0, 0]
@@ -67,23 +58,23 @@ async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, nc, tm
     assert paid > 0 and used + paid == CAP                # the room was used up, and not a cent more
     assert max(Decimal(r["cap"]["used"]) for r in replies) == CAP
 
-    person, commits = await person_from_stream(nc.jetstream(), key(psn), psn)
+    person, commits = await person_from_stream(fresh_nc.jetstream(), key(psn), psn)
     assert person.years[2022].assistance_cap_used == CAP == shared_paid(commits)
     facts = [e.setl_id for c in commits for e in c.events if isinstance(e, ev.SettlementFacts)]
     assert len(facts) == len(set(facts)) == n + 50        # every settlement decided exactly once
 
 
 async def test_kill_9_during_a_feed_loses_nothing_and_pays_nothing_twice(
-        fresh_nats_url: str, nc, tmp_path: Path) -> None:
+        fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
     persons, count = 20, 400
-    js = nc.jetstream()
-    out = await Collector().start(nc, "ledger.out.settlement_result")
+    js = fresh_nc.jetstream()
+    out = await Collector().start(fresh_nc, "ledger.out.settlement_result")
     first = await start_worker(fresh_nats_url, tmp_path, LEDGER_FEED_ACK_WAIT="2")
     second = None
     try:
         for line in s.setup_lines(persons, prefix="K"):
             msg_type = json.loads(line)["msg_type"]
-            await rpc(nc, line, msg_type)
+            await rpc(fresh_nc, line, msg_type)
         lines = list(s.settlement_lines(count, persons, prefix="K", id_prefix="K"))
         acks = await asyncio.gather(*[await js.publish_async("platform.in.settlement", line) for line in lines])
         assert len(acks) == count
