@@ -38,7 +38,7 @@ from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
-from services.ingest.natsfast import send, subscribe_direct
+from services.ingest.natsfast import drain_then_wait, send, subscribe_direct
 from services.ingest.outbound import ResultPublisher
 
 log = structlog.get_logger(component="ledger.feed")
@@ -246,11 +246,5 @@ class FeedConsumer:
         self._stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            try:
-                await sub.drain()
-            except Exception:
-                pass
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        sub, self._sub = self._sub, None
+        await drain_then_wait(sub, self._tasks, timeout)

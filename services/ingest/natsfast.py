@@ -69,6 +69,17 @@ async def subscribe_direct(nc: Any, subject: str, handler: Callable[[Any], None]
     return await nc.subscribe(subject, queue=queue, future=_Router(handler))  # type: ignore[arg-type]
 
 
+async def drain_then_wait(sub: Any, tasks: set[asyncio.Task], timeout: float) -> None:
+    """Undo `subscribe_direct`: take no more messages, then let those already taken finish."""
+    if sub is not None:
+        try:
+            await sub.drain()
+        except Exception:
+            pass
+    if tasks:
+        await asyncio.wait(list(tasks), timeout=timeout)
+
+
 def headers_bytes(headers: Mapping[str, str]) -> bytes:
     """NATS/1.0 header block; keys and values must be ASCII without CR/LF (ours are)."""
     parts = [b"NATS/1.0\r\n"]

@@ -15,7 +15,7 @@ import structlog
 
 from events.results import encode_result
 from services.adjudicator.service import Adjudicator, redact
-from services.ingest.natsfast import headers_bytes, send, subscribe_direct
+from services.ingest.natsfast import drain_then_wait, headers_bytes, send, subscribe_direct
 from services.ingest.outbound import ERROR_HEADER, ResultPublisher, unavailable
 
 log = structlog.get_logger(component="ledger.rpc")
@@ -61,11 +61,5 @@ class RpcServer:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking requests, answer those already taken."""
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            try:
-                await sub.drain()
-            except Exception:
-                pass
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        sub, self._sub = self._sub, None
+        await drain_then_wait(sub, self._tasks, timeout)
