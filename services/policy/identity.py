@@ -8,13 +8,12 @@ from events import codes
 from events import ledger as ev
 from events.messages import PsnIdentity, Settlement
 from events.money import ZERO
-from events.results import IdentityResult, Line
+from events.results import IdentityResult, Line, SettlementAdjustment
 from services.policy.decision import Decision, Rejection
 from services.policy.pack import Pack
-from services.policy.settle import cap_of, payment_event
+from services.policy.settle import cap_of
 from services.policy.settlement import INPATIENT, Hospital, evaluate
 from services.policy.state import Person, PersonYear, SettlementRecord, identity_key
-from events.results import SettlementAdjustment
 
 
 def decide_identity(person: Person, msg: PsnIdentity, pack: Pack) -> Decision:
@@ -54,7 +53,7 @@ def hospital_of(facts: ev.SettlementFacts) -> Hospital:
                     facts.serious_disease_designated)
 
 
-def shared_paid(record: SettlementRecord) -> object:
+def shared_paid(record: SettlementRecord) -> Decimal:
     return sum((p.amount for p in record.payments if isinstance(p, ev.AssistancePaid) and p.counter == "shared"), ZERO)
 
 
@@ -108,5 +107,3 @@ def retroactive(person: Person, msg: PsnIdentity, pack: Pack) -> tuple[list[ev.L
             cap=cap_of(best.cap_limit, used.get(facts.year, ZERO))))
     return events, results
 
-
-__all__ = ["decide_identity", "retroactive", "settlement_of", "hospital_of", "payment_event"]
