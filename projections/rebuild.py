@@ -14,6 +14,7 @@ a mix.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,6 +199,9 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                             await p.load(conn, build_schema(p.name), states[p.name], keys)
                 ops = {p.name: [op for m in msgs for op in p.fold(states[p.name], m)] for p in projections}
                 read = msgs[-1].seq
+                # What survives a batch is the fold state (up to MAX_INDEX settlements): moved out of the
+                # cyclic GC's reach, the full collections stop rescanning it (~15% of a rebuild; ADR 0006)
+                gc.freeze()
                 put = asyncio.ensure_future(queue.put((read, sum(len(m.events) for m in msgs), ops)))
                 done, _ = await asyncio.wait({task, put}, return_when=asyncio.FIRST_COMPLETED)
                 if task in done:
