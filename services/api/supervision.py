@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -49,12 +50,27 @@ class ProjectionView(msgspec.Struct):
     rebuild: RebuildView | None
 
 
+def _pack_archive(deps: Any) -> Path:
+    settings = getattr(deps, "settings", None)
+    found = getattr(deps, "extras", {}).get("pack_archive") or (settings.pack_archive_dir if settings else None)
+    if found is None:
+        raise ValueError("this server has no pack archive; audit under the shipped packs or with overrides")
+    return Path(found)
+
+
 def _stream(deps: Any) -> str:
     return getattr(deps, "extras", {}).get("stream", STREAM)
 
 
-@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)")
+@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
+      description="`pack_dir` and `what_if_dir` name pack sets in the server's pack archive (LEDGER_PACK_ARCHIVE), "
+                  "not paths.")
 async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
+    if data.pack_dir is not None or data.what_if_dir is not None:
+        try:
+            data = data.within(_pack_archive(deps))
+        except ValueError as exc:
+            raise bad(str(exc)) from None
     problems = data.problems()
     if problems:
         raise bad("; ".join(problems))

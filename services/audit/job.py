@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
 log = logging.getLogger("ledger.audit")
 MAX_STORED_DIFFERENCES = 10_000
+_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class AuditRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -36,6 +38,7 @@ class AuditRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
     date_from: dt.date | None = msgspec.field(default=None, name="from")
     date_to: dt.date | None = msgspec.field(default=None, name="to")
     as_of: dt.datetime | None = None
+    # CLI: directories; HTTP: names of pack sets in the server's pack archive (see `within`)
     pack_dir: str | None = None          # archived pack versions, beside the shipped ones
     what_if_dir: str | None = None       # recompute with these packs instead (matched by pack id)
     overrides: dict[str, dict[str, str]] = {}
@@ -53,6 +56,27 @@ class AuditRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
             if value is not None and not Path(value).is_dir():
                 found.append(f"{name} {value!r} is not a directory")
         return found
+
+    def within(self, archive: Path) -> AuditRequest:
+        """The request with `pack_dir`/`what_if_dir` read as names of pack sets under `archive`.
+
+        Over HTTP a supervisor names a pack set the operators archived; a server path would let
+        any caller probe and parse the server's files. Raises ValueError for a name that is not
+        a plain directory name or not in the archive.
+        """
+        paths = {}
+        for name in ("pack_dir", "what_if_dir"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not _ARCHIVE_NAME.match(value) or value.startswith(".."):
+                raise ValueError(f"{name} must name a pack set of the server's pack archive "
+                                 f"(letters, digits, '.', '_', '-'), got {value!r}")
+            path = archive / value
+            if not path.is_dir():
+                raise ValueError(f"{name}: no pack set {value!r} in the server's pack archive")
+            paths[name] = str(path)
+        return msgspec.structs.replace(self, **paths) if paths else self
 
     def scope(self) -> Scope:
         return Scope(self.psn_no, self.area, self.date_from, self.date_to)

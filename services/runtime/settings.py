@@ -41,6 +41,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_supervisor: str | None = None
     token_admin: str | None = None
     stream_replicas: int | None = None  # LEDGER_STREAM_REPLICAS: 3 on an R3 cluster; None keeps what exists
+    pack_archive: Path | None = None    # LEDGER_PACK_ARCHIVE: pack sets an audit over HTTP may name
+
+    @property
+    def pack_archive_dir(self) -> Path:
+        """Where `POST /v1/audits` looks up `pack_dir`/`what_if_dir` names: LEDGER_PACK_ARCHIVE or
+        ``<data_dir>/pack-archive`` (one sub-directory of pack files per name)."""
+        return self.pack_archive if self.pack_archive is not None else self.data_dir / "pack-archive"
 
     @property
     def tokens_path(self) -> Path:
@@ -115,6 +122,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     """Build ``Settings`` from ``env``; raise ``ValueError`` naming the bad variable."""
     data_dir = Path(_get(env, "LEDGER_DATA_DIR") or ".ledger").expanduser()
     tokens_file = _get(env, "LEDGER_TOKENS_FILE")
+    pack_archive = _get(env, "LEDGER_PACK_ARCHIVE")
     http_host = _get(env, "LEDGER_HTTP_HOST") or "127.0.0.1"
     if any(ch.isspace() for ch in http_host) or "/" in http_host:
         raise ValueError(f"LEDGER_HTTP_HOST must be a host name or IP address, got {http_host!r}")
@@ -131,4 +139,5 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         token_supervisor=_secret(env, "LEDGER_TOKEN_SUPERVISOR"),
         token_admin=_secret(env, "LEDGER_TOKEN_ADMIN"),
         stream_replicas=_replicas(env, "LEDGER_STREAM_REPLICAS"),
+        pack_archive=Path(pack_archive).expanduser() if pack_archive else None,
     )

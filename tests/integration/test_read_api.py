@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -15,7 +16,7 @@ from services.adjudicator.jetstream_store import JetStreamStore
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
 from services.policy.engine import Engine
-from services.policy.pack import PackSet
+from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
 from readside_helpers import SECRET, checkpoints, env  # noqa: F401
 
@@ -51,7 +52,7 @@ FEED = [
 
 
 @pytest.fixture
-async def api(env):
+async def api(env, tmp_path):
     store = JetStreamStore(env.js, SECRET)
     await store.start()
     handler = Handler(Engine(PackSet.from_dir()), store)
@@ -64,9 +65,11 @@ async def api(env):
         if (await checkpoints(env.pool)) and min((await checkpoints(env.pool)).values()) >= last:
             break
         await asyncio.sleep(0.02)
+    archive = tmp_path / "pack-archive"
+    shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
     deps = ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
                    js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                   extras={"projection_lag_ttl": 0})
+                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
     app = create_app(deps, routers=read_routers())
     # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
@@ -187,9 +190,22 @@ async def test_audits_verify_and_projections(api) -> None:
         await asyncio.sleep(0.05)
     assert body["status"] == "done", body
     assert {d["rule_id"] for d in body["differences"] if d["kind"] == "line"} >= {"linfen.ci.tilt.tekun_dibao_returned"}
+    archived = await api.post("/v1/audits", headers=SUP, json={"psn_no": "API-1", "what_if_dir": "shipped-copy"})
+    assert archived.status_code == 202, archived.text
+    for _ in range(100):
+        body = (await api.get(f"/v1/audits/{archived.json()['id']}", headers=SUP)).json()
+        if body["status"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert body["status"] == "done" and body["totals"]["what_if"] and body["differences"] == [], body
     for bad in ({}, {"area": "x1"}, {"psn_no": "A", "from": "2022-05-01", "to": "2022-01-01"}, {"what": 1},
                 {"psn_no": "A", "overrides": {"linfen-2022": {"nope": "1"}}}):
         assert (await api.post("/v1/audits", json=bad, headers=SUP)).status_code == 400, bad
+    for path in (str(DEFAULT_PACK_DIR), "../pack-archive", "..", "no-such-set", "shipped-copy/../shipped-copy"):
+        for field in ("pack_dir", "what_if_dir"):     # names in the archive, never server paths
+            r = await api.post("/v1/audits", json={"psn_no": "API-1", field: path}, headers=SUP)
+            _error(r, 400, "invalid_parameter")
+            assert str(DEFAULT_PACK_DIR) not in r.text or path == str(DEFAULT_PACK_DIR)
     _error(await api.get("/v1/audits/nope", headers=SUP), 404, "not_found")
 
     verify = (await api.get("/v1/verify", headers=SUP)).json()

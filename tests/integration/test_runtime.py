@@ -248,6 +248,8 @@ def test_load_settings_defaults_and_values() -> None:
     assert (s.nats_port, s.http_port, s.http_host) == (4333, 0, "0.0.0.0")
     assert s.explicit_tokens == {"platform": "tok"}
     assert s.stream_replicas == 3
+    assert s.pack_archive_dir == Path("/var/lib/ledger/pack-archive")
+    assert load_settings({"LEDGER_PACK_ARCHIVE": "/srv/packs"}).pack_archive_dir == Path("/srv/packs")
 
 
 @pytest.mark.parametrize(
