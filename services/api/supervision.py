@@ -9,7 +9,7 @@ import msgspec
 from litestar import Response, Router, get, post
 
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
-from services.audit.job import AuditRequest, start_audit
+from services.audit.job import AuditRequest, expire_abandoned, start_audit
 from services.policy.pack import PackError
 from services.runtime.stream import STREAM
 
@@ -85,6 +85,7 @@ async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
 
 
 async def _audit(deps: Any, job_id: str) -> AuditView:
+    await expire_abandoned(db_of(deps), job_id)
     row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
     if row is None:
         raise not_found(f"audit {job_id!r}")

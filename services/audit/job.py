@@ -9,6 +9,7 @@ runs the same `run_audit` without a job row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -28,6 +29,8 @@ from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
 log = logging.getLogger("ledger.audit")
 MAX_STORED_DIFFERENCES = 10_000
+HEARTBEAT_EVERY = 5.0           # seconds between a running job's beats
+ABANDONED_AFTER = 60.0          # seconds of silence after which a queued/running job is marked failed
 _ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -142,8 +145,8 @@ async def start_audit(pool: Any, js: Any, key_of: Callable[[str], str], req: Aud
     scope = {k: v for k, v in msgspec.to_builtins(req).items() if k != "psn_no"}
     if req.psn_no:
         scope["person_key"] = key_of(req.psn_no)     # the job row never holds a psn_no
-    await pool.execute("INSERT INTO audit_job (id, scope, status) VALUES ($1, $2::jsonb, 'queued')",
-                       job_id, _JSON.encode(scope).decode())
+    await pool.execute("INSERT INTO audit_job (id, scope, status, heartbeat_at) VALUES ($1, $2::jsonb, 'queued', "
+                       "now())", job_id, _JSON.encode(scope).decode())
     task = asyncio.create_task(_run_job(pool, js, key_of, job_id, req, stream))
     _RUNNING.add(task)
     task.add_done_callback(_RUNNING.discard)
@@ -153,8 +156,40 @@ async def start_audit(pool: Any, js: Any, key_of: Callable[[str], str], req: Aud
 _RUNNING: set[asyncio.Task] = set()
 
 
+async def expire_abandoned(pool: Any, job_id: str, after: float = ABANDONED_AFTER) -> None:
+    """Fail a queued/running job whose runner has been silent for `after` seconds: its process stopped."""
+    await pool.execute(
+        "UPDATE audit_job SET status = 'failed', finished_at = now(), error = 'abandoned: the process running it "
+        "stopped (no heartbeat since ' || heartbeat_at || '); start the audit again' WHERE id = $1 "
+        "AND status IN ('queued', 'running') AND heartbeat_at < now() - make_interval(secs => $2)", job_id, after)
+
+
+async def _beat(pool: Any, job_id: str) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY)
+        try:
+            await pool.execute("UPDATE audit_job SET heartbeat_at = now() WHERE id = $1", job_id)
+        except Exception as exc:        # a missed beat is retried; only a minute of them fails the job
+            log.warning("audit %s: heartbeat failed: %s", job_id, exc)
+
+
 async def _run_job(pool: Any, js: Any, key_of: Callable[[str], str], job_id: str, req: AuditRequest,
                    stream: str) -> None:
+    beat = asyncio.create_task(_beat(pool, job_id))
+    try:
+        await _run_job_beating(pool, js, key_of, job_id, req, stream)
+    except asyncio.CancelledError:       # the process is stopping: say so rather than stay "running"
+        with contextlib.suppress(Exception):     # the pool may be closing too: then the silence tells readers
+            await pool.execute("UPDATE audit_job SET status = 'failed', error = $2, finished_at = now() "
+                               "WHERE id = $1 AND status IN ('queued', 'running')", job_id,
+                               "interrupted: the process running it stopped; start the audit again")
+        raise
+    finally:
+        beat.cancel()
+
+
+async def _run_job_beating(pool: Any, js: Any, key_of: Callable[[str], str], job_id: str, req: AuditRequest,
+                           stream: str) -> None:
     try:
         keys = await persons_in_scope(pool, key_of, req)
         await pool.execute("UPDATE audit_job SET status = 'running', total = $2, started_at = now() WHERE id = $1",

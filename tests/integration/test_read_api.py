@@ -15,6 +15,7 @@ from services.adjudicator.handler import Handler
 from services.adjudicator.jetstream_store import JetStreamStore
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
+from services.audit import job
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
@@ -224,3 +225,31 @@ async def test_openapi_documents_the_read_routes(api) -> None:
                  "/v1/funds/flows", "/v1/warnings", "/v1/dead-letters", "/v1/dead-letters/{dead_letter_id}/redrive",
                  "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections"):
         assert path in paths, path
+
+
+async def test_an_audit_whose_process_stopped_is_reported_failed_not_running(api, env, monkeypatch) -> None:
+    """A job row is only finished by the process that runs it: silence or a shutdown must show."""
+    await env.pool.execute("INSERT INTO audit_job (id, scope, status, started_at, heartbeat_at) VALUES "
+                           "('silent', '{}', 'running', now() - interval '10 minutes', now() - interval '2 minutes')")
+    body = (await api.get("/v1/audits/silent", headers=SUP)).json()
+    assert body["status"] == "failed" and body["error"].startswith("abandoned: the process running it stopped")
+    assert body["finished_at"] is not None
+
+    await env.pool.execute("INSERT INTO audit_job (id, scope, status, heartbeat_at) VALUES "
+                           "('beating', '{}', 'running', now() - interval '5 seconds')")
+    assert (await api.get("/v1/audits/beating", headers=SUP)).json()["status"] == "running"
+
+    async def endless_audit(*args, **kwargs):       # an audit still replaying when the API stops
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(job, "run_audit", endless_audit)
+    audit_id = (await api.post("/v1/audits", json={"area": "1410"}, headers=SUP)).json()["id"]
+    for _ in range(100):
+        if (await api.get(f"/v1/audits/{audit_id}", headers=SUP)).json()["status"] == "running":
+            break
+        await asyncio.sleep(0.02)
+    for task in list(job._RUNNING):           # what asyncio.run does to it when the API shuts down
+        task.cancel()
+    await asyncio.gather(*job._RUNNING, return_exceptions=True)
+    body = (await api.get(f"/v1/audits/{audit_id}", headers=SUP)).json()
+    assert body["status"] == "failed" and body["error"].startswith("interrupted: the process running it stopped")
