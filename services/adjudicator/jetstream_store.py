@@ -16,8 +16,8 @@ Layout (stream LEDGER, services/runtime/stream.py):
 
 Person state lives in a bounded LRU cache and is rebuilt from the person's
 subject on a miss; after a conflict the cached state is caught up from its
-version instead of being rebuilt from scratch. Reference data is kept current
-by two ordered consumers and caught up on demand (``reference(refresh=True)``).
+version instead of being rebuilt from scratch. Reference data is followed by
+`ReferenceFollower` (services/adjudicator/reference_follower.py).
 
 Concurrency inside one process: the state a decision reads and the version it
 publishes against are taken without an intervening ``await`` (the handler calls
@@ -30,7 +30,6 @@ needless conflicts.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -38,13 +37,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 
 from events import ledger as ev
 from events.chain import seal
 from services.adjudicator.store import Conflict
 from services.policy.decision import Decision
+from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.policy.engine import Reference
 from services.policy.state import Person, apply_commit
 from services.policy.year_end import area_prefix
@@ -62,7 +61,6 @@ from services.runtime.stream import (
 log = structlog.get_logger(component="ledger.store")
 
 DEFAULT_CACHE_SIZE = 100_000
-REF_KINDS = ("medins", "year_close")       # kinds that shape decisions; `rejected` is write-only here
 _GUARDED_REF_KINDS = frozenset({"year_close"})
 
 
@@ -79,7 +77,8 @@ class JetStreamStore:
     """`Store` (services/adjudicator/store.py) over the LEDGER stream; see the module docstring."""
 
     def __init__(self, js: Any, secret: bytes, *, cache_size: int = DEFAULT_CACHE_SIZE, timeout: float = 5.0,
-                 metrics: Any = None, stream: str = STREAM, publisher: Any = None):
+                 metrics: Any = None, stream: str = STREAM, publisher: Any = None,
+                 ref_poll_every: float = POLL_EVERY):
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         self.js = js
@@ -90,30 +89,16 @@ class JetStreamStore:
         self.timeout = timeout
         self.metrics = metrics
         self.stream = stream
-        self._ref = Reference()
-        self._ref_seq = {kind: 0 for kind in REF_KINDS}
-        self._ref_subs: list[Any] = []
+        self.ref = ReferenceFollower(js, stream=stream, timeout=timeout, poll_every=ref_poll_every)
         self.publisher = publisher                    # services.ingest.natsfast.JetStreamPublisher, or js.publish
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load reference data, then follow it with one ordered consumer per kind."""
-        await self._catch_up_ref()
-        for kind in REF_KINDS:
-            sub = await self.js.subscribe(
-                REF_SUBJECT.format(kind), stream=self.stream, cb=self._on_ref, ordered_consumer=True,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                config=ConsumerConfig(opt_start_seq=self._ref_seq[kind] + 1))
-            self._ref_subs.append(sub)
+        await self.ref.start()
 
     async def close(self) -> None:
-        subs, self._ref_subs = self._ref_subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:          # connection already closing: the ephemeral consumers go with it
-                pass
+        await self.ref.close()
 
     # --- persons -----------------------------------------------------------------------
 
@@ -244,7 +229,7 @@ class JetStreamStore:
                 raise Conflict(person.psn_no)
         events, _ = seal(decision.events, "")         # reference events: each hashed, chained within the commit
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        expected = self._ref_seq[kind] if kind in _GUARDED_REF_KINDS else None
+        expected = self.ref.applied[kind] if kind in _GUARDED_REF_KINDS else None
         try:
             await self._publish(REF_SUBJECT.format(kind), ev.COMMIT_ENCODER.encode(commit), expected)
         except APIError as exc:
@@ -253,8 +238,8 @@ class JetStreamStore:
                     self.metrics.conflict()
                 raise Conflict(kind) from None
             raise
-        if kind in self._ref_seq:
-            await self._catch_up_ref(kind)
+        if kind in self.ref.applied:
+            await self.ref.catch_up(kind)
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
@@ -271,30 +256,8 @@ class JetStreamStore:
 
     async def reference(self, refresh: bool = False) -> Reference:
         if refresh:
-            await self._catch_up_ref()
-        return self._ref
-
-    async def _catch_up_ref(self, *kinds: str) -> None:
-        kinds = kinds or REF_KINDS
-        batches = await asyncio.gather(*(
-            read_subject(self.js, REF_SUBJECT.format(kind), stream=self.stream, after_seq=self._ref_seq[kind],
-                         timeout=self.timeout) for kind in kinds))
-        for kind, msgs in zip(kinds, batches):
-            for msg in msgs:
-                self._apply_ref(kind, msg.seq, msg.data)
-
-    async def _on_ref(self, msg: Any) -> None:
-        kind = msg.subject.rsplit(".", 1)[-1]
-        if kind in self._ref_seq:
-            self._apply_ref(kind, msg.metadata.sequence.stream, msg.data)
-
-    def _apply_ref(self, kind: str, seq: int, data: bytes) -> None:
-        if seq <= self._ref_seq[kind]:
-            return                                    # already applied (catch-up and consumer overlap)
-        for event in ev.COMMIT_DECODER.decode(data).events:
-            self._ref.evolve(event)
-        self._ref_seq[kind] = seq
-        self._ref.version = max(self._ref.version, seq)
+            await self.ref.catch_up()
+        return self.ref.reference
 
     # --- year end ----------------------------------------------------------------------
 
