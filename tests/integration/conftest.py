@@ -20,6 +20,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from readside_helpers import env  # noqa: F401  (the read side's fixture, for every test here)
 
 from services.runtime.embedded import EmbeddedPostgres, EmbeddedProcess, start_nats, start_postgres
 

@@ -20,7 +20,7 @@ from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
 from projections.verify import verify_stream
-from readside_helpers import SECRET, env, publish  # noqa: F401
+from readside_helpers import SECRET, publish
 
 LINFEN = (DEFAULT_PACK_DIR / "linfen-2022.toml").read_text(encoding="utf-8")
 BASE_CI = 'deductible = "10000"\nratio = "0.60"'

@@ -16,7 +16,7 @@ from events.results import SettlementResult
 from projections.rebuild import rebuild
 from projections.runner import Projector
 from projections.sample import decided, traffic
-from readside_helpers import (SECRET, checkpoints, env, expected_tables, project_until, publish,  # noqa: F401
+from readside_helpers import (SECRET, checkpoints, expected_tables, project_until, publish,
                               read_tables)
 from services.runtime.secrets import person_key
 

@@ -19,7 +19,7 @@ from services.audit import job
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
-from readside_helpers import SECRET, checkpoints, env  # noqa: F401
+from readside_helpers import SECRET, checkpoints
 
 TOKENS = {"platform": "tok-platform", "supervisor": "tok-supervisor", "admin": "tok-admin"}
 SUP = {"Authorization": "Bearer tok-supervisor"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from builders import LINFEN, QINGHAI, enrolment, identity, medins, qinghai_medins, stay, visit
+from builders import QINGHAI, enrolment, identity, medins, qinghai_medins, stay, visit
 from harness import D, line
 
 

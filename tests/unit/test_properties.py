@@ -8,7 +8,6 @@ resends, tilted grants and year closes.
 from __future__ import annotations
 
 import io
-import json
 from decimal import Decimal, InvalidOperation
 
 from hypothesis import HealthCheck, given, settings
