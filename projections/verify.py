@@ -1,7 +1,8 @@
 """`ledger verify`: recompute every person's hash chain from the stream (design.md §2).
 
-One in-order pass over the stream, keeping only each person subject's head
-hash in memory; each commit is checked with `events.chain.first_break` from
+One in-order pass over the stream (or one person's subject: `verify_person`,
+for a supervisor checking a single chain without reading the whole ledger),
+keeping only each person subject's head hash in memory; each commit is checked with `events.chain.first_break` from
 that head. A subject's first break is reported and the subject is then left
 alone (every later link would be judged against a forged head). Reference
 subjects are not person chains and are skipped.
@@ -18,7 +19,7 @@ from events.chain import GENESIS, first_break
 from events.ledger import COMMIT_DECODER
 from projections.decode import person_key_of
 from projections.source import StreamReader, last_sequence
-from services.runtime.stream import STREAM
+from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
 
 class Break(msgspec.Struct, frozen=True):
@@ -90,6 +91,26 @@ async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = Non
             if progress is not None:
                 progress(min(seq, last), last)
     report.persons = len(heads)
+    report.ok = not report.breaks
+    report.first_break = report.breaks[0] if report.breaks else None
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+async def verify_person(js: Any, key: str, *, stream: str = STREAM) -> VerifyReport:
+    """One person's chain (by `person_key`), read from their subject alone."""
+    started = time.perf_counter()
+    subject = PERSON_SUBJECT.format(key)
+    msgs = await read_subject(js, subject, stream=stream)
+    report = VerifyReport(ok=True, last_seq=msgs[-1].seq if msgs else 0, messages=len(msgs),
+                          persons=1 if msgs else 0)
+    head = GENESIS
+    for msg in msgs:
+        head, found, checked = check_commit(subject, msg.seq, msg.data, head)
+        report.events += checked
+        if found is not None:
+            report.breaks.append(found)
+            break
     report.ok = not report.breaks
     report.first_break = report.breaks[0] if report.breaks else None
     report.seconds = round(time.perf_counter() - started, 3)

@@ -99,11 +99,20 @@ async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await _audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain from the stream; the first break, if any")
-async def verify(deps: Any) -> Any:
-    from projections.verify import verify_stream
+@get("/verify", summary="Recompute every person's hash chain from the stream (or one person's); the first break",
+     description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
+                 "minutes (then prefer `ledger verify`).")
+async def verify(deps: Any, psn_no: str | None = None) -> Any:
+    from projections.verify import verify_person, verify_stream
     if getattr(deps, "js", None) is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    if psn_no is not None:
+        if not psn_no.strip():
+            raise bad("psn_no must not be empty")
+        report = await verify_person(deps.js, deps.person_key(psn_no), stream=_stream(deps))
+        if report.messages == 0:
+            raise not_found("no events for this person")
+        return report
     return await verify_stream(deps.js, stream=_stream(deps))
 
 

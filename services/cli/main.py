@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    verify.add_argument("--psn-no", help="only this person's chain (reads their subject alone)")
     audit = sub.add_parser("audit", help="replay decisions as of a time and list differences with the rules")
     audit.add_argument("--psn-no", help="one person")
     audit.add_argument("--area", help="admdvs prefix, e.g. 1410")
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return rebuild_cmd(args.projection, args.json, args.batch)
     if args.command == "verify":
         from services.cli.readside import verify_cmd
-        return verify_cmd(args.json)
+        return verify_cmd(args.json, args.psn_no)
     if args.command == "audit":
         from services.cli.audit import audit_cmd
         return audit_cmd(args)

@@ -80,17 +80,21 @@ def rebuild_cmd(name: str | None, as_json: bool, batch: int) -> int:
     return run_async(_rebuild([name] if name else None, as_json, batch))
 
 
-async def _verify(as_json: bool) -> int:
-    from projections.verify import verify_stream
+async def _verify(as_json: bool, psn_no: str | None = None) -> int:
+    from projections.verify import verify_person, verify_stream
     async with connected(need_database=False) as side:
-        with progress_bar() as bar:
-            task = bar.add_task("verify chains", total=None, rate=0.0)
-            started = time.perf_counter()
+        if psn_no:
+            report = await verify_person(side.js, side.person_key(psn_no))
+        else:
+            with progress_bar() as bar:
+                task = bar.add_task("verify chains", total=None, rate=0.0)
+                started = time.perf_counter()
 
-            def progress(seq: int, last: int) -> None:
-                bar.update(task, completed=seq, total=last, rate=seq / max(time.perf_counter() - started, 1e-6))
+                def progress(seq: int, last: int) -> None:
+                    bar.update(task, completed=seq, total=last,
+                               rate=seq / max(time.perf_counter() - started, 1e-6))
 
-            report = await verify_stream(side.js, progress=progress)
+                report = await verify_stream(side.js, progress=progress)
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     else:
@@ -106,8 +110,8 @@ async def _verify(as_json: bool) -> int:
     return 0 if report.ok else 1
 
 
-def verify_cmd(as_json: bool) -> int:
-    return run_async(_verify(as_json))
+def verify_cmd(as_json: bool, psn_no: str | None = None) -> int:
+    return run_async(_verify(as_json, psn_no))
 
 
 def run_async(coro) -> int:

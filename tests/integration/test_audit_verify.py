@@ -19,7 +19,7 @@ from services.audit.packs import PackLibrary
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
-from projections.verify import verify_stream
+from projections.verify import verify_person, verify_stream
 from readside_helpers import SECRET, publish
 
 LINFEN = (DEFAULT_PACK_DIR / "linfen-2022.toml").read_text(encoding="utf-8")
@@ -139,6 +139,10 @@ async def test_verify_reports_a_forged_event(env) -> None:
 
     report = await verify_stream(env.js)
     assert not report.ok and len(report.breaks) == 2
+    one = await verify_person(env.js, person_key(SECRET, psn))          # the same finding, from one subject
+    assert not one.ok and one.first_break == report.first_break and one.persons == 1
+    untouched = await verify_person(env.js, person_key(SECRET, PERSONS[0]))
+    assert untouched.ok and untouched.messages == sum(p == PERSONS[0] for p, _ in store.commits)
     first = report.first_break
     assert (first.subject, first.seq, first.event_id, first.found_prev) == (subject, ack.seq, "forged:0", "0" * 64)
     assert first.person_key == person_key(SECRET, psn) and first.hash_ok
@@ -165,6 +169,8 @@ async def test_cli_verify_rebuild_audit(env, old_pack_dir: Path) -> None:
 
     code, report = await ledger("verify", "--json")
     assert code == 0 and report["ok"] and report["last_seq"] == last
+    code, report = await ledger("verify", "--psn-no", PERSONS[0], "--json")
+    assert code == 0 and report["ok"] and report["persons"] == 1 and report["events"] > 0
     code, summary = await ledger("rebuild", "--json")
     assert code == 0 and summary["seq"] == last
     assert await env.pool.fetchval("SELECT count(*) FROM settlement") == len(PERSONS) * 2

@@ -211,6 +211,10 @@ async def test_audits_verify_and_projections(api) -> None:
 
     verify = (await api.get("/v1/verify", headers=SUP)).json()
     assert verify["ok"] is True and verify["persons"] == 1 and verify["first_break"] is None
+    one = (await api.get("/v1/verify", params={"psn_no": "API-1"}, headers=SUP)).json()
+    assert one["ok"] is True and one["persons"] == 1 and one["events"] == verify["events"]
+    _error(await api.get("/v1/verify", params={"psn_no": "NOBODY"}, headers=SUP), 404, "not_found")
+    _error(await api.get("/v1/verify", params={"psn_no": " "}, headers=SUP), 400, "invalid_parameter")
 
     projections = {p["name"]: p for p in (await api.get("/v1/projections", headers=SUP)).json()}
     assert set(projections) == {"claims", "audit_trail", "dead_letters"}
