@@ -23,7 +23,7 @@ from projections.catalog import Projection, select
 from projections.decode import decode_message
 from projections.model import Message
 from projections.ownership import Ownership
-from projections.source import Raw, StreamGap, StreamReader
+from projections.source import Raw, ReadFailed, StreamGap, StreamReader
 from projections.sql import write
 from services.runtime.stream import STREAM
 
@@ -100,7 +100,8 @@ class Projector:
             try:
                 await self._run_owned(stop)
                 backoff = 0.5
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError, StreamGap) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError, StreamGap,
+                    ReadFailed) as exc:
                 log.error("projector %s: %s; retrying in %.1fs", self.owner, exc, backoff)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -38,7 +38,7 @@ from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
-from services.ingest.natsfast import drain_then_wait, send, subscribe_direct
+from services.ingest.natsfast import delivery_count, drain_then_wait, send, stream_sequence, subscribe_direct
 from services.ingest.outbound import ResultPublisher
 
 log = structlog.get_logger(component="ledger.feed")
@@ -101,17 +101,6 @@ async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
         ack_wait=config.ack_wait, max_deliver=config.max_deliver, max_ack_pending=config.max_ack_pending,
         filter_subjects=list(config.subjects) if len(config.subjects) > 1 else None,
         filter_subject=config.subjects[0] if len(config.subjects) == 1 else None))
-
-
-def _stream_seq(msg: Any) -> int:
-    """Stream sequence of a delivered message (fast path for the v1 ack subject layout)."""
-    tokens = msg.reply.split(".")
-    return int(tokens[5]) if len(tokens) == 9 else int(msg.metadata.sequence.stream)
-
-
-def _delivered(msg: Any) -> int:
-    tokens = msg.reply.split(".")
-    return int(tokens[4]) if len(tokens) == 9 else int(msg.metadata.num_delivered)
 
 
 class FeedConsumer:
@@ -182,7 +171,7 @@ class FeedConsumer:
 
     async def _process(self, msg: Any) -> None:
         try:
-            headers = {"Ledger-Inbound-Seq": str(_stream_seq(msg))}
+            headers = {"Ledger-Inbound-Seq": str(stream_sequence(msg))}
             if msg.headers:
                 msg_id = msg.headers.get("Nats-Msg-Id")
                 if msg_id:
@@ -204,7 +193,7 @@ class FeedConsumer:
                 await self._pull()
 
     async def _failed(self, msg: Any, source: str, headers: dict[str, str], exc: Exception) -> None:
-        delivered = _delivered(msg)
+        delivered = delivery_count(msg)
         seq = headers["Ledger-Inbound-Seq"]
         if delivered < self.config.max_deliver:
             delay = min(self.config.nak_delay * 2 ** (delivered - 1), 30.0)

@@ -80,6 +80,19 @@ async def drain_then_wait(sub: Any, tasks: set[asyncio.Task], timeout: float) ->
         await asyncio.wait(list(tasks), timeout=timeout)
 
 
+def stream_sequence(msg: Any) -> int:
+    """Stream sequence of a JetStream delivery: a split of the v1 ack subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``), else nats-py's parser."""
+    tokens = msg.reply.split(".")
+    return int(tokens[5]) if len(tokens) == 9 else int(msg.metadata.sequence.stream)
+
+
+def delivery_count(msg: Any) -> int:
+    """How many times the server has delivered this JetStream message (same layout as `stream_sequence`)."""
+    tokens = msg.reply.split(".")
+    return int(tokens[4]) if len(tokens) == 9 else int(msg.metadata.num_delivered)
+
+
 def headers_bytes(headers: Mapping[str, str]) -> bytes:
     """NATS/1.0 header block; keys and values must be ASCII without CR/LF (ours are)."""
     parts = [b"NATS/1.0\r\n"]
