@@ -19,6 +19,9 @@ an embedded nats-server of its own:
 4. Request/reply latency at a fixed 500 requests/s, open loop (new
    settlements of warm persons on ``ledger.rpc.settlement``): p50 and p99
    beside an echo responder at the same rate. Target: p99 < 10 ms.
+5. Once, after both modes: the same settlements decided in this process
+   with no NATS (the replay path), and what that leaves of the target's
+   time budget per settlement for all the messaging (ADR 0007).
 
 Notes per row: CPU microseconds per message of the consumer process, of
 nats-server and of this process (Linux /proc), for the ledger and for the
@@ -40,7 +43,7 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
-from benchmarks.bench_replay import generate
+from benchmarks.bench_replay import generate, replay
 from benchmarks.report import Row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,4 +240,24 @@ async def run(args: Any) -> list[Row]:
     replicas = int(os.environ.get("BENCH_REPLICAS", "1"))
     for sync_always in (True, False):
         rows.extend(await _mode(sync_always, setup, lines, probes, replicas))
+    rows.append(await _decision_alone(setup, lines, rows[3]))
     return rows
+
+
+async def _decision_alone(setup: list[bytes], lines: list[bytes], e2e: Row) -> Row:
+    """The same settlements decided in this process with no NATS at all (`ledger replay`'s path): the
+    share of the target's time budget that deciding alone takes, beside what the raw loop spends on
+    less messaging than the ledger needs (it stores nothing and waits for no JetStream ack)."""
+    _, seconds, _ = await replay(setup, lines)
+    us = seconds / len(lines) * 1e6
+    raw_rate = e2e.baseline_value or 0.0
+    budget = 1e6 / (RATIO_TARGET * raw_rate) if raw_rate else 0.0
+    raw_cpu = e2e.notes["raw_cpu_us_per_msg"]["consumer"] if e2e.notes else None
+    return Row(name="deciding alone, in process, no NATS (ceiling of nats e2e)", value=len(lines) / seconds,
+               unit="settlements/s", baseline_name="raw nats-py fetch/reply/ack (sync default)",
+               baseline_value=raw_rate,
+               notes={"decision_us": round(us, 1), "target_budget_us_per_settlement": round(budget, 1),
+                      "left_for_nats_us": round(budget - us, 1), "raw_loop_consumer_cpu_us": raw_cpu,
+                      "why": "at 50% of raw each settlement may take target_budget_us; deciding takes decision_us; "
+                             "what is left must receive, store with its JetStream ack, answer and ack — "
+                             "more than the raw loop does in raw_loop_consumer_cpu_us"})
