@@ -76,6 +76,8 @@ class WarningView(msgspec.Struct):
     threshold: Decimal | None
     setl_id: str | None
     recorded_at: dt.datetime | None
+    withdrawn: bool = False                  # its settlement was cancelled: the figure no longer stands
+    withdrawn_at: dt.datetime | None = None
 
 
 class WarningsPage(msgspec.Struct):
@@ -138,17 +140,29 @@ async def fund_flows(deps: Any, area: str | None = None,
     return with_lag(FlowsView(area, from_, to, months, totals, lag), lag)
 
 
-@get("/warnings", summary="因病返贫致贫 warnings, newest last; filter by area, year, code")
+_WARNING_STATES = ("active", "withdrawn", "all")
+
+
+@get("/warnings", summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
+     description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
+                 "`withdrawn` lists only those, `all` both.")
 async def warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
+                   standing: str = Parameter(query="state", default="active"),
                    limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
     check_limit(limit)
     _area(area)
+    if standing not in _WARNING_STATES:
+        raise bad(f"state must be one of {', '.join(_WARNING_STATES)}, got {standing!r}")
     after = parse_cursor(cursor)
     async with db_of(deps).acquire() as conn:
         rows = await conn.fetch(
-            "SELECT * FROM warning WHERE ($1::text IS NULL OR admdvs LIKE $1 || '%') AND ($2::int IS NULL OR year = $2) "
-            "AND ($3::text IS NULL OR code = $3) AND (seq, idx) > ($4, $5) ORDER BY seq, idx LIMIT $6",
-            area, year, code, after[0], after[1], limit + 1)
+            "SELECT w.*, coalesce(s.cancelled, false) AS withdrawn, s.cancel_time AS withdrawn_at FROM warning w "
+            "LEFT JOIN settlement s ON s.setl_id = w.setl_id AND s.person_key = w.person_key "
+            "WHERE ($1::text IS NULL OR w.admdvs LIKE $1 || '%') AND ($2::int IS NULL OR w.year = $2) "
+            "AND ($3::text IS NULL OR w.code = $3) AND (w.seq, w.idx) > ($4, $5) "
+            "AND ($7 = 'all' OR ($7 = 'withdrawn') = coalesce(s.cancelled, false)) "
+            "ORDER BY w.seq, w.idx LIMIT $6",
+            area, year, code, after[0], after[1], limit + 1, standing)
         checkpoint = await conn.fetchval(_CHECKPOINT)
     page = [WarningView(**{f: r[f] for f in WarningView.__struct_fields__}) for r in rows[:limit]]
     more = f"{page[-1].seq}.{page[-1].idx}" if len(rows) > limit else None

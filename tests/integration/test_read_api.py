@@ -149,7 +149,24 @@ async def test_settlement_funds_warnings(api) -> None:
     warnings = (await api.get("/v1/warnings", params={"area": "1410", "year": 2022}, headers=SUP)).json()
     assert [w["setl_id"] for w in warnings["warnings"]] == ["S-1"]
     assert warnings["warnings"][0]["code"] and warnings["warnings"][0]["clause"]
+    assert warnings["warnings"][0]["withdrawn"] is False
     _error(await api.get("/v1/warnings", params={"limit": 5000}, headers=SUP), 400, "invalid_parameter")
+    _error(await api.get("/v1/warnings", params={"state": "gone"}, headers=SUP), 400, "invalid_parameter")
+
+    # The platform cancels S-1: its warning no longer stands, and says so instead of vanishing.
+    cancel = {"msg_type": "settlement_cancel", "setl_id": "S-1", "psn_no": "API-1",
+              "cancel_time": "2022-06-01T09:00:00+08:00"}
+    r = await api.post("/v1/messages", json=cancel, headers={"Authorization": f"Bearer {TOKENS['platform']}"})
+    assert r.status_code == 200 and r.json()["result"] == "reversed", r.text
+    for _ in range(200):
+        if (await api.get("/v1/warnings", params={"area": "1410"}, headers=SUP)).json()["warnings"] == []:
+            break
+        await asyncio.sleep(0.02)
+    withdrawn = (await api.get("/v1/warnings", params={"state": "withdrawn"}, headers=SUP)).json()["warnings"]
+    assert [(w["setl_id"], w["withdrawn"]) for w in withdrawn] == [("S-1", True)]
+    assert withdrawn[0]["withdrawn_at"].startswith("2022-06-01T01:00:00")
+    both = (await api.get("/v1/warnings", params={"state": "all"}, headers=SUP)).json()["warnings"]
+    assert both == withdrawn
 
 
 async def test_dead_letters_and_redrive(api) -> None:
