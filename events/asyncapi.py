@@ -55,3 +55,16 @@ def build_asyncapi() -> dict[str, Any]:
         "operations": operations,
         "components": {"messages": msgs, "schemas": components},
     }
+
+
+def main() -> None:
+    """`python -m events.asyncapi`: rewrite docs/asyncapi.json from the types (the test checks it is current)."""
+    import json
+    from pathlib import Path
+
+    doc = Path(__file__).parents[1] / "docs" / "asyncapi.json"
+    doc.write_text(json.dumps(build_asyncapi(), ensure_ascii=False, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

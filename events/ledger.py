@@ -113,6 +113,9 @@ class SettlementFacts(LedgerEvent, kw_only=True):
     maf_pay: Decimal
     hosp_part_amt: Decimal
     psn_part_amt: Decimal
+    # A quota-managed visit settled after its area's year_close: paid visit by visit (临汾 二(五) at
+    # §6 ratios, within the cap) since no close will come again. Added later: absent means False.
+    after_year_close: bool = False
 
 
 class HospitalStaySettled(SettlementFacts, tag="hospital_stay_settled"):

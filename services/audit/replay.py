@@ -23,6 +23,7 @@ from services.audit.packs import PackLibrary
 from services.policy.engine import Engine
 from services.policy.identity import hospital_of, settlement_of
 from services.policy.pack import Pack, PackSet
+from services.policy.year_end import area_prefix
 
 
 @dataclass
@@ -96,6 +97,8 @@ class PersonReplay:
         if isinstance(first, ev.SettlementFacts):
             self.facts[first.setl_id] = first
             self.store.ref.hospitals[first.fixmedins_code] = hospital_of(first)
+            if first.after_year_close:     # the close was the area's, not on this person's subject
+                self.store.ref.closed_years.add((area_prefix(first.admdvs), first.year))
         self.handler.engine = engine
         self.handler.clock = lambda: first.recorded_at or dt.datetime.now(dt.timezone.utc)
         before = len(self.store.commits)

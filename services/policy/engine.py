@@ -24,7 +24,7 @@ from services.policy.pack import Pack, PackSet
 from services.policy.settle import decide_cancel, decide_settlement
 from services.policy.settlement import Hospital
 from services.policy.state import Person
-from services.policy.year_end import area_prefix, decide_quota_year_end, decide_year_close
+from services.policy.year_end import area_prefix, decide_quota_year_end, decide_year_close, is_closed
 
 
 @dataclass(slots=True)
@@ -98,7 +98,8 @@ class Engine:
             return decide_year_close(message, ref.closed_years)
         assert person is not None and pack is not None or isinstance(message, SettlementCancel)
         if isinstance(message, Settlement):
-            return decide_settlement(person, message, ref.hospitals.get(message.fixmedins_code), pack)
+            return decide_settlement(person, message, ref.hospitals.get(message.fixmedins_code), pack,
+                                     is_closed(ref.closed_years, message.admdvs, message.enddate.year))
         if isinstance(message, SettlementCancel):
             return decide_cancel(person, message, pack)
         if isinstance(message, Enrolment):

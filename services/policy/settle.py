@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
 from events import codes
 from events import ledger as ev
 from events.messages import Settlement, SettlementCancel
@@ -15,7 +17,9 @@ from services.policy.settlement import INPATIENT, Hospital, Outcome, choose
 from services.policy.state import Person, PersonYear
 
 
-def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None, pack: Pack) -> Decision:
+def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None, pack: Pack,
+                      year_closed: bool = False) -> Decision:
+    """`year_closed`: the area's policy year of this settlement was closed before it arrived."""
     known = person.settlements.get(msg.setl_id)
     if known is not None and known.result is not None:
         return Decision(results=[as_duplicate(known.result)], psn_no=msg.psn_no)
@@ -24,7 +28,11 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
         raise Rejection(codes.NOT_ENROLLED, f"no enrolment of this person for {year}; send the enrolment first")
     if hospital is None:
         raise Rejection(codes.UNKNOWN_MEDINS, f"hospital {msg.fixmedins_code!r} is not a known medins")
-    outcome = choose(person, msg, hospital, pack)
+    # 临汾 二(五): quota visits are paid once at year end; one settled after that end would never be paid,
+    # so it is assisted at its visit like a 住院管理 one, at the same §6 ratios within the same cap.
+    late_quota = year_closed and msg.chronic_mgmt == "quota"
+    outcome = choose(person, msgspec.structs.replace(msg, chronic_mgmt="inpatient_managed") if late_quota else msg,
+                     hospital, pack)
     facts_type = ev.HospitalStaySettled if msg.med_type == INPATIENT else ev.OutpatientVisitSettled
     y = person.years.get(year) or PersonYear(year)
     facts = facts_type(
@@ -38,7 +46,7 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
         remaining=outcome.remaining, ci_base_before=y.ci_base, ci_base_added=outcome.ci_base_added,
         assist_base_before=y.assist_base, assist_base_added=outcome.assist_base_added,
         quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay, maf_pay=outcome.maf_pay,
-        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt)
+        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt, after_year_close=late_quota)
     events: list[ev.LedgerEvent] = [facts]
     if outcome.ci is not None:
         events.append(outcome.ci)

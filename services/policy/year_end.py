@@ -23,6 +23,11 @@ def area_prefix(admdvs: str) -> str:
     return head
 
 
+def is_closed(closed: set[tuple[str, int]], admdvs: str, year: int) -> bool:
+    """Whether a year_close of `admdvs` (or of an area containing it) for `year` was recorded."""
+    return any(year == y and admdvs.startswith(prefix) for prefix, y in closed)
+
+
 def decide_year_close(msg: YearClose, closed: set[tuple[str, int]]) -> Decision:
     key = (area_prefix(msg.admdvs), msg.year)
     if key in closed:

@@ -178,3 +178,30 @@ def test_cancel_after_year_close_takes_back_the_year_end_payment(lf):
     c = lf.one(cancel("V3", "P"))
     assert (c["result"], D(c["maf_pay"])) == ("reversed", D("180.00"))
     assert lf.year("P").assistance_cap_used == D("270.00")
+
+
+def test_a_quota_visit_settled_after_year_close_is_paid_at_the_visit(lf):
+    """临汾 二(五): no second year end comes, so a quota visit of a closed year is paid when it settles, at the
+    same §6 ratio within the same cap: dibao 30%, remaining 700 → 210.00; cap used 450.00 + 210.00 = 660.00.
+    A later repeat of the close still pays nothing, and cancelling the visit takes exactly 210.00 back."""
+    quota_year(lf)
+    lf.send(year_close("141000", 2022))
+    late = lf.one(visit("V9", "P", total="700", in_scope="700", hifp="0", chronic_mgmt="quota", date="2022-12-20"))
+    assert (late["result"], D(late["maf_pay"])) == ("settled", D("210.00"))
+    assert [(l["fund"], D(l["ratio"]), D(l["amount"])) for l in late["lines"]] == [
+        ("assistance", D("0.30"), D("210.00"))]
+    assert lf.year("P").assistance_cap_used == D("660.00")
+    facts = lf.person("P").settlements["V9"].facts
+    assert facts.after_year_close and facts.chronic_mgmt == "quota" and facts.quota_base == 0
+    assert lf.send(year_close("141000", 2022))[0]["adjustments"] == 0
+    c = lf.one(cancel("V9", "P"))
+    assert (c["result"], D(c["maf_pay"])) == ("reversed", D("210.00"))
+    assert lf.year("P").assistance_cap_used == D("450.00")
+
+
+def test_a_quota_visit_of_a_year_still_open_waits_for_its_close(lf):
+    """Closing 2021, or another area's 2022, does not make a Linfen 2022 quota visit payable at the visit."""
+    lf.one(identity("P", "dibao"))
+    lf.send(year_close("141000", 2021), year_close("630000", 2022))
+    v = lf.one(visit("V1", "P", total="400", in_scope="400", hifp="0", chronic_mgmt="quota"))
+    assert D(v["maf_pay"]) == 0 and not lf.person("P").settlements["V1"].facts.after_year_close
