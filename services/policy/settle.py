@@ -8,7 +8,7 @@ import msgspec
 from events import codes
 from events import ledger as ev
 from events.messages import Settlement, SettlementCancel
-from events.money import ZERO
+from events.money import ZERO, money
 from events.results import Cap, CancelResult, Line, SettlementResult, as_duplicate
 from services.policy.decision import Decision, Rejection
 from services.policy.formulas import PlannedLine
@@ -83,9 +83,10 @@ def result_lines(outcome: Outcome) -> list[Line]:
 
 
 def cap_of(limit: Decimal | None, used: Decimal) -> Cap | None:
+    """The shared cap as results show it: every figure in yuan with two decimals (integration.md §0)."""
     if limit is None:
         return None
-    return Cap(limit, used, max(ZERO, limit - used))
+    return Cap(money(limit), money(used), money(max(ZERO, limit - used)))
 
 
 def raised_warnings(y: PersonYear, msg: Settlement, outcome: Outcome, pack: Pack) -> list[ev.WarningRaised]:

@@ -55,7 +55,7 @@ def test_next_settlement_sees_the_restored_room(ledger):
     ledger.one(cancel("S1", "P"))
     s2 = ledger.one(stay("S2", "P", total="40000", in_scope="40000", hifp="10000", admdvs=QINGHAI))
     assert (s1["hifmi_pay"], s1["maf_pay"]) == (s2["hifmi_pay"], s2["maf_pay"]) == ("14400.00", "15600.00")
-    assert s2["cap"] == {"limit": "20000", "used": "15600.00", "remaining": "4400.00"}
+    assert s2["cap"] == {"limit": "20000.00", "used": "15600.00", "remaining": "4400.00"}
 
 
 def test_later_settlements_are_not_re_decided(lf):

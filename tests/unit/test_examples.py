@@ -108,4 +108,4 @@ def test_qinghai_employee_warning_and_shared_cap(qinghai):
     assert settled(qinghai, "QH-S009")["warnings"] == ["illness_poverty"]   # 60,000 + 50,000 > 100,000
     assert settled(qinghai, "QH-S008")["warnings"] == []
     assert figures(settled(qinghai, "QH-S006")) == ("dibao", "3400.00", "4620.00", "0.00", "1980.00")
-    assert settled(qinghai, "QH-V001")["cap"] == {"limit": "20000", "used": "4920.00", "remaining": "15080.00"}
+    assert settled(qinghai, "QH-V001")["cap"] == {"limit": "20000.00", "used": "4920.00", "remaining": "15080.00"}

@@ -9,7 +9,7 @@ def test_grant_within_the_cap(ledger):
     """5,000 of 20,000: granted in full, cap used 5,000."""
     r = ledger.one(grant("G1", "P", "5000"))
     assert (r["result"], D(r["granted"]), D(r["refused"]), r["reason"]) == ("settled", D("5000"), 0, None)
-    assert r["cap"] == {"limit": "20000", "used": "5000.00", "remaining": "15000.00"}
+    assert r["cap"] == {"limit": "20000.00", "used": "5000.00", "remaining": "15000.00"}
 
 
 def test_grant_over_the_cap_is_refused_in_part_with_the_reason(ledger):
