@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import time
 from typing import Any, NamedTuple
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.ingest.natsfast import stream_sequence, subscribe_direct
+from services.ingest.natsfast import PullCredit, stream_sequence, subscribe_direct
 from services.runtime.stream import STREAM
 
 ALL_SUBJECTS = "ledger.>"
@@ -58,11 +56,10 @@ class StreamReader:
         self._sub: Any = None
         self._buffer: collections.deque[Raw] = collections.deque()
         self._arrived = asyncio.Event()
-        self._requested = 0                 # messages asked for and not yet delivered or expired
+        self._credit = PullCredit()
         self._pull_subject = ""
         self._inbox = ""
         self._failed: str | None = None
-        self._heard = time.monotonic()
         self._last = self.start_seq - 1
         self._contiguous = False
 
@@ -81,29 +78,21 @@ class StreamReader:
 
     def _on_msg(self, msg: Any) -> None:
         """In nats-py's read loop, for every delivery and status on our inbox: buffer, account, wake."""
-        self._heard = time.monotonic()
         headers = msg.headers
         if headers and "Status" in headers:
-            status = headers["Status"]
-            if status == "100":
-                return                                               # heartbeat of a waiting request
-            pending = headers.get("Nats-Pending-Messages")
-            if status in ("404", "408") or pending is not None:      # a request ended short
-                self._requested = max(0, self._requested - int(pending or 0)) if pending else 0
-            else:
-                self._failed = f"{status} {headers.get('Description', '')}".strip()
+            error = self._credit.status(headers)
+            if error is not None:
+                self._failed = error
         else:
-            self._requested = max(0, self._requested - 1)
+            self._credit.delivered()
             self._buffer.append(Raw(stream_sequence(msg), msg.subject, msg.data))
         self._arrived.set()
 
     async def _top_up(self) -> None:
         """Keep buffered + requested near two batches: the server streams while the caller works."""
-        free = 2 * self.max_batch - self._requested - len(self._buffer)
+        free = 2 * self.max_batch - self._credit.outstanding - len(self._buffer)
         if free >= self.max_batch:
-            request = {"batch": free, "expires": int(30e9), "idle_heartbeat": int(HEARTBEAT * 1e9)}
-            self._requested += free
-            await self._nc.publish(self._pull_subject, json.dumps(request).encode(), reply=self._inbox)
+            await self._credit.request(self._nc, self._pull_subject, self._inbox, free, 30.0, HEARTBEAT)
 
     async def batch(self, timeout: float = 0.5) -> list[Raw]:
         """Up to `max_batch` messages in stream order; [] when none came within `timeout` seconds."""
@@ -118,8 +107,7 @@ class StreamReader:
                 pass
         if self._failed is not None:
             raise ReadFailed(f"stream {self.stream}: the server ended our reads: {self._failed}")
-        if self._requested and time.monotonic() - self._heard > 2 * HEARTBEAT + 1:
-            self._requested = 0                     # our requests died with a connection: ask again
+        self._credit.lapsed(HEARTBEAT)              # requests that died with a connection are asked again
         n = min(len(self._buffer), self.max_batch)
         out = [self._buffer.popleft() for _ in range(n)]
         await self._top_up()

@@ -25,9 +25,7 @@ reconnect) resets the outstanding count and pulls again.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +36,8 @@ from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
-from services.ingest.natsfast import delivery_count, drain_then_wait, send, stream_sequence, subscribe_direct
+from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
+                                      subscribe_direct)
 from services.ingest.outbound import ResultPublisher
 
 log = structlog.get_logger(component="ledger.feed")
@@ -112,13 +111,12 @@ class FeedConsumer:
         self.publisher = publisher
         self.config = config
         self.metrics = metrics
-        self._requested = 0
+        self._credit = PullCredit()
         self._inflight = 0
         self._tasks: set[asyncio.Task] = set()
         self._sub: Any = None
         self._watchdog: asyncio.Task | None = None
         self._stopping = False
-        self._last_activity = time.monotonic()
         self._pull_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{config.stream}.{config.durable}"
         self._pull_request = b""
         self._inbox = ""
@@ -134,33 +132,23 @@ class FeedConsumer:
     async def _pull(self) -> None:
         c = self.config
         threshold = max(1, min(c.batch, c.max_inflight) // 2)
-        free = c.max_inflight - self._requested - self._inflight
+        free = c.max_inflight - self._credit.outstanding - self._inflight
         while not self._stopping and free >= threshold:
             n = min(c.batch, free)
-            request = {"batch": n, "expires": int(c.expires * 1e9), "idle_heartbeat": int(c.heartbeat * 1e9)}
-            self._requested += n
             free -= n
-            await self.nc.publish(self._pull_subject, json.dumps(request).encode(), reply=self._inbox)
+            await self._credit.request(self.nc, self._pull_subject, self._inbox, n, c.expires, c.heartbeat)
 
     def _on_msg(self, msg: Any) -> None:
         """Runs in the client's read loop for every delivery (natsfast): account, then hand to a task."""
-        self._last_activity = time.monotonic()
         headers = msg.headers
         if headers and "Status" in headers:
-            status = headers["Status"]
-            if status == "100":
-                return                                       # idle heartbeat
-            pending = headers.get("Nats-Pending-Messages")
-            if pending is not None:
-                self._requested = max(0, self._requested - int(pending))
-                if not self._stopping:
-                    self._spawn(self._pull())
-            else:                                            # 409 (paused, leadership change, ...): the
-                self._requested = 0                          # watchdog pulls again within a second
-            if status not in ("404", "408"):
-                log.warning("pull_status", status=status, description=headers.get("Description"))
+            error = self._credit.status(headers)
+            if error is not None:      # the watchdog pulls again within a second
+                log.warning("pull_status", status=error)
+            elif "Nats-Pending-Messages" in headers and not self._stopping:
+                self._spawn(self._pull())
             return
-        self._requested = max(0, self._requested - 1)
+        self._credit.delivered()
         self._inflight += 1
         self._spawn(self._process(msg))
 
@@ -218,9 +206,9 @@ class FeedConsumer:
         hb = self.config.heartbeat
         while not self._stopping:
             await asyncio.sleep(1.0)
-            if self._requested and time.monotonic() - self._last_activity > 2 * hb + 1:
-                log.warning("pull_heartbeat_missed", outstanding=self._requested)
-                self._requested = 0
+            outstanding = self._credit.outstanding
+            if self._credit.lapsed(hb):
+                log.warning("pull_heartbeat_missed", outstanding=outstanding)
             try:
                 await self._pull()
             except Exception as exc:                          # disconnected: try again next tick

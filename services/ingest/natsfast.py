@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +38,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 log = structlog.get_logger(component="ledger.natsfast")
 
 _DECODE = msgspec.json.Decoder()
+_ENCODE = msgspec.json.Encoder()
 _CRLF = b"\r\n"
 
 
@@ -78,6 +80,49 @@ async def drain_then_wait(sub: Any, tasks: set[asyncio.Task], timeout: float) ->
             pass
     if tasks:
         await asyncio.wait(list(tasks), timeout=timeout)
+
+
+class PullCredit:
+    """What we asked a pull consumer for and it has not sent yet, and when it last spoke to us.
+
+    Both our pull loops (the feed, the projector's reader) keep this bounded and ask again as it
+    drains. A status message ends a request short: with ``Nats-Pending-Messages`` it says how much
+    of it will not come; without (404/408 with nothing left, 409 paused or consumer gone) none of
+    ours is outstanding any more. No sign of life for two heartbeats means the requests died with a
+    connection: `lapsed` forgets them so the loop asks again.
+    """
+
+    __slots__ = ("outstanding", "heard")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.heard = time.monotonic()
+
+    def delivered(self) -> None:
+        self.heard = time.monotonic()
+        self.outstanding = max(0, self.outstanding - 1)
+
+    def status(self, headers: Mapping[str, str]) -> str | None:
+        """Account one status message; returns the error to report (None: heartbeat or a request's end)."""
+        self.heard = time.monotonic()
+        status = headers["Status"]
+        if status == "100":
+            return None
+        pending = headers.get("Nats-Pending-Messages")
+        self.outstanding = max(0, self.outstanding - int(pending)) if pending is not None else 0
+        return None if status in ("404", "408") else f"{status} {headers.get('Description', '')}".strip()
+
+    def lapsed(self, heartbeat: float) -> bool:
+        if self.outstanding and time.monotonic() - self.heard > 2 * heartbeat + 1:
+            self.outstanding = 0
+            return True
+        return False
+
+    async def request(self, nc: Any, subject: str, inbox: str, n: int, expires: float, heartbeat: float) -> None:
+        """Ask for `n` more messages (a pull request lasting `expires` seconds, beating every `heartbeat`)."""
+        self.outstanding += n
+        body = {"batch": n, "expires": int(expires * 1e9), "idle_heartbeat": int(heartbeat * 1e9)}
+        await nc.publish(subject, _ENCODE.encode(body), reply=inbox)
 
 
 def stream_sequence(msg: Any) -> int:

@@ -23,7 +23,7 @@ async def test_reads_everything_in_order_in_bounded_batches_from_any_start(js, u
         while len(seen) < 2500:
             batch = await reader.batch(timeout=5)
             assert batch and len(batch) <= 300
-            assert len(reader._buffer) + reader._requested <= 600     # two batches at most, whatever the pace
+            assert len(reader._buffer) + reader._credit.outstanding <= 600     # two batches at most, whatever the pace
             seen.extend(batch)
         assert await reader.batch(timeout=0.2) == []                  # the end: nothing more, no error
     assert [r.seq for r in seen] == list(range(1, 2501))
