@@ -41,9 +41,9 @@ from nats.js.errors import APIError
 
 from events import ledger as ev
 from events.chain import seal
+from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.adjudicator.store import Conflict
 from services.policy.decision import Decision
-from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.policy.engine import Reference
 from services.policy.state import Person, apply_commit
 from services.policy.year_end import area_prefix

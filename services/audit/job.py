@@ -72,7 +72,7 @@ class AuditRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit
             value = getattr(self, name)
             if value is None:
                 continue
-            if not _ARCHIVE_NAME.match(value) or value.startswith(".."):
+            if not _ARCHIVE_NAME.match(value):
                 raise ValueError(f"{name} must name a pack set of the server's pack archive "
                                  f"(letters, digits, '.', '_', '-'), got {value!r}")
             path = archive / value
