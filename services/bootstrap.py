@@ -46,7 +46,7 @@ class RuntimeOptions:
     """Tuning the runtime reads from the environment besides `Settings` (all optional)."""
     pack_dir: Path = DEFAULT_PACK_DIR          # LEDGER_PACK_DIR
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
-    gc_freeze_interval: float = 10.0           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
+    gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
     feed: FeedConfig = field(default_factory=FeedConfig)
 
@@ -149,6 +149,12 @@ async def _freeze_periodically(interval: float) -> None:
     generations and then freezing what survived moves it to the permanent
     generation, which collections skip. Cyclic garbage that survives into the
     old generation between freezes is not reclaimed — a small, bounded price.
+
+    Often, because frozen objects stop counting toward the old generation's size
+    and CPython collects it fully once what entered it since is a quarter of that
+    size: with a freeze every 10 s the feed spent ~160 µs of CPU a settlement,
+    every 0.25 s ~115 µs, the same as with the GC off (bench_nats, 100,000
+    settlements; the worker's peak RSS unchanged at ~420 MB).
     """
     while True:
         gc.collect(1)
