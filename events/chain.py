@@ -35,11 +35,39 @@ class ChainBreak(msgspec.Struct, frozen=True):
     hash_ok: bool
 
 
-def first_break(events: Iterable[LedgerEvent], prev_hash: str = GENESIS) -> ChainBreak | None:
-    """Walk one person's chain; the first event whose links or hash do not hold."""
-    for index, event in enumerate(events):
-        hash_ok = event_hash(event) == event.hash
-        if event.prev_hash != prev_hash or not hash_ok:
-            return ChainBreak(index, event.event_id, prev_hash, event.prev_hash, hash_ok)
-        prev_hash = event.hash
+class _Link(msgspec.Struct):
+    """What the chain needs of any event, whatever its type or version."""
+    event_id: str = ""
+    prev_hash: str = ""
+    hash: str = ""
+
+
+_LINK = msgspec.json.Decoder(_Link)
+
+
+def stored_hash_ok(stored: bytes, claimed: str) -> bool:
+    """Whether an event's JSON as written hashes to `claimed` once its own hash is blanked.
+
+    The bytes written are checked, not a re-encoding of the decoded event: an event written
+    before a field was added re-encodes with that field's default and would no longer match.
+    (Only the own-hash key can match: in ``"prev_hash":`` a ``_``, not a quote, precedes ``hash``.)
+    """
+    own = b'"hash":"' + claimed.encode() + b'"'
+    blanked = stored.replace(own, b'"hash":""', 1)
+    return blanked != stored and hashlib.sha256(blanked).hexdigest() == claimed
+
+
+def head_of(stored: bytes) -> str:
+    """The hash an event as stored claims: the head of its chain once it is checked."""
+    return _LINK.decode(stored).hash
+
+
+def first_break(stored: Iterable[bytes], prev_hash: str = GENESIS) -> ChainBreak | None:
+    """Walk one person's chain over its events as stored; the first whose link or hash does not hold."""
+    for index, raw in enumerate(stored):
+        link = _LINK.decode(raw)
+        hash_ok = stored_hash_ok(raw, link.hash)
+        if link.prev_hash != prev_hash or not hash_ok:
+            return ChainBreak(index, link.event_id, prev_hash, link.prev_hash, hash_ok)
+        prev_hash = link.hash
     return None

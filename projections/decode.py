@@ -25,6 +25,11 @@ def person_key_of(subject: str) -> str | None:
     return subject[len(PERSON_PREFIX):] if subject.startswith(PERSON_PREFIX) else None
 
 
+def stored_events(data: bytes) -> list[bytes]:
+    """Each event of a stored commit exactly as written (results skipped)."""
+    return [bytes(r) for r in _COMMIT.decode(data).events]
+
+
 def decode_message(seq: int, subject: str, data: bytes) -> Message:
-    raws = [bytes(r) for r in _COMMIT.decode(data).events]
+    raws = stored_events(data)
     return Message(seq, subject, person_key_of(subject), [EVENT_DECODER.decode(r) for r in raws], raws)

@@ -15,9 +15,8 @@ from typing import Any
 
 import msgspec
 
-from events.chain import GENESIS, first_break
-from events.ledger import COMMIT_DECODER
-from projections.decode import person_key_of
+from events.chain import GENESIS, first_break, head_of
+from projections.decode import person_key_of, stored_events
 from projections.source import StreamReader, last_sequence
 from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
@@ -49,15 +48,15 @@ def check_commit(subject: str, seq: int, data: bytes, head: str) -> tuple[str, B
     """(new head, break or None, events checked) for one stored commit on a person subject."""
     key = person_key_of(subject) or ""
     try:
-        events = COMMIT_DECODER.decode(data).events
+        events = stored_events(data)
+        found = first_break(events, head)
     except msgspec.DecodeError as exc:
         return head, Break(subject, key, seq, 0, "", head, "", False, f"not a ledger commit: {exc}"), 0
-    found = first_break(events, head)
     if found is not None:
         why = "previous hash does not match" if found.expected_prev != found.found_prev else "hash does not match"
         return head, Break(subject, key, seq, found.index, found.event_id, found.expected_prev, found.found_prev,
                            found.hash_ok, why), found.index + 1
-    return (events[-1].hash if events else head), None, len(events)
+    return (head_of(events[-1]) if events else head), None, len(events)
 
 
 async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = None,

@@ -1,0 +1,57 @@
+"""The hash chain is checked over the bytes as written, so it survives additive schema changes."""
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from events import ledger as ev
+from events.chain import GENESIS, event_hash, first_break, head_of, seal, stored_hash_ok
+from builders import enrolment, identity, medins, stay
+from harness import Ledger
+
+
+def _stored(commit: ev.Commit) -> list[bytes]:
+    class RawCommit(msgspec.Struct):
+        events: list[msgspec.Raw]
+    return [bytes(r) for r in msgspec.json.decode(ev.COMMIT_ENCODER.encode(commit), type=RawCommit).events]
+
+
+def _person_chain() -> list[bytes]:
+    lf = Ledger()
+    lf.send(medins(), enrolment("P"), identity("P", "dibao"), stay("S1", "P", total="30000", in_scope="29000",
+                                                                     hifp="17400"))
+    return [raw for psn, commit in lf.store.commits if psn == "P" for raw in _stored(commit)]
+
+
+def test_a_sealed_chain_holds_and_its_head_is_the_last_hash() -> None:
+    chain = _person_chain()
+    assert len(chain) >= 4 and first_break(chain) is None
+    events, head = seal([ev.YearClosed(admdvs="141000", year=2022)], GENESIS)
+    assert head == events[0].hash == head_of(ev.COMMIT_ENCODER.encode(events[0]))
+
+
+def test_an_event_written_before_a_field_was_added_still_verifies() -> None:
+    """`after_year_close` came later: a facts event written without it must keep its hash. Re-encoding
+    the decoded event adds the field's default and no longer matches; the stored bytes do."""
+    chain = _person_chain()
+    facts_at = next(i for i, raw in enumerate(chain) if b'"hospital_stay_settled"' in raw)
+    old_shape = chain[facts_at].replace(b',"after_year_close":false', b"")
+    assert old_shape != chain[facts_at]
+    blank = old_shape.replace(b'"hash":"' + head_of(old_shape).encode() + b'"', b'"hash":""')
+    rehashed = hashlib.sha256(blank).hexdigest()
+    old_shape = blank.replace(b'"hash":""', b'"hash":"' + rehashed.encode() + b'"')
+    decoded = msgspec.json.decode(old_shape, type=ev.Event)
+    assert decoded.after_year_close is False and event_hash(decoded) != rehashed      # re-encoding would fail
+    assert stored_hash_ok(old_shape, rehashed)
+    assert first_break([old_shape], decoded.prev_hash) is None
+
+
+def test_an_edited_payload_or_a_wrong_link_is_the_first_break() -> None:
+    chain = _person_chain()
+    edited = chain[1].replace(b'"year":2022', b'"year":2021', 1)
+    found = first_break([chain[0], edited, *chain[2:]])
+    assert found is not None and (found.index, found.hash_ok) == (1, False)
+    skipped = first_break([chain[0], *chain[2:]])
+    assert skipped is not None and skipped.index == 1 and skipped.hash_ok and skipped.expected_prev == head_of(chain[0])
+    assert not stored_hash_ok(chain[0], "")            # an unsealed event is no proof
