@@ -27,6 +27,20 @@ def seal(events: Iterable[LedgerEvent], prev_hash: str) -> tuple[list[LedgerEven
     return sealed, prev_hash
 
 
+def seal_stored(events: Iterable[LedgerEvent], prev_hash: str) -> tuple[list[LedgerEvent], list[msgspec.Raw], str]:
+    """`seal`, plus each sealed event's JSON as it will be stored (to encode a commit around, without
+    encoding its events again): the hashed bytes with the own hash filled in, which is also what
+    `stored_hash_ok` checks."""
+    sealed, stored = [], []
+    for event in events:
+        event = msgspec.structs.replace(event, prev_hash=prev_hash, hash="")
+        canonical = _ENCODER.encode(event)
+        prev_hash = hashlib.sha256(canonical).hexdigest()
+        sealed.append(msgspec.structs.replace(event, hash=prev_hash))
+        stored.append(msgspec.Raw(canonical.replace(b'"hash":""', b'"hash":"' + prev_hash.encode() + b'"', 1)))
+    return sealed, stored, prev_hash
+
+
 class ChainBreak(msgspec.Struct, frozen=True):
     index: int
     event_id: str

@@ -36,11 +36,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import structlog
 from nats.js.errors import APIError
 
 from events import ledger as ev
-from events.chain import seal
+from events.chain import seal_stored
 from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.adjudicator.store import Conflict
 from services.policy.decision import Decision
@@ -191,9 +192,9 @@ class JetStreamStore:
         expected, head = person.version, person.head_hash
         entry = self._cache.get(psn_no)
         subject = entry.subject if entry is not None else self.subject_of(psn_no)
-        events, _ = seal(decision.events, head)
+        events, stored, _ = seal_stored(decision.events, head)
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        payload = ev.COMMIT_ENCODER.encode(commit)
+        payload = _encode_commit(commit, stored)
         try:
             seq = await self._publish(subject, payload, expected)
         except APIError as exc:
@@ -227,11 +228,11 @@ class JetStreamStore:
             if await last_subject_sequence(self.js, subject, stream=self.stream) != person.version:
                 self.forget(person.psn_no)
                 raise Conflict(person.psn_no)
-        events, _ = seal(decision.events, "")         # reference events: each hashed, chained within the commit
+        events, stored, _ = seal_stored(decision.events, "")   # reference events: chained within the commit
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
         expected = self.ref.applied[kind] if kind in _GUARDED_REF_KINDS else None
         try:
-            await self._publish(REF_SUBJECT.format(kind), ev.COMMIT_ENCODER.encode(commit), expected)
+            await self._publish(REF_SUBJECT.format(kind), _encode_commit(commit, stored), expected)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics is not None:
@@ -303,6 +304,11 @@ class JetStreamStore:
             total = body.get("total", 0)
             if not subjects or offset >= total:
                 return
+
+
+def _encode_commit(commit: ev.Commit, stored: list) -> bytes:
+    """The commit's bytes with its events as `seal_stored` already encoded them (msgspec copies Raw as is)."""
+    return ev.COMMIT_ENCODER.encode(msgspec.structs.replace(commit, events=stored))
 
 
 def _has_quota_visits(person: Person, prefix: str, year: int) -> bool:

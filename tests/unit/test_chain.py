@@ -6,7 +6,7 @@ import hashlib
 import msgspec
 
 from events import ledger as ev
-from events.chain import GENESIS, event_hash, first_break, head_of, seal, stored_hash_ok
+from events.chain import GENESIS, event_hash, first_break, head_of, seal, seal_stored, stored_hash_ok
 from builders import enrolment, identity, medins, stay
 from harness import Ledger
 
@@ -55,3 +55,19 @@ def test_an_edited_payload_or_a_wrong_link_is_the_first_break() -> None:
     skipped = first_break([chain[0], *chain[2:]])
     assert skipped is not None and skipped.index == 1 and skipped.hash_ok and skipped.expected_prev == head_of(chain[0])
     assert not stored_hash_ok(chain[0], "")            # an unsealed event is no proof
+
+
+def test_seal_stored_gives_the_bytes_a_commit_of_the_sealed_events_would() -> None:
+    """The JetStream store encodes commits around these bytes: they must be exactly the events' encoding."""
+    lf = Ledger()
+    lf.send(medins(), enrolment("P"), identity("P", "dibao"), stay("S1", "P", total="30000", in_scope="29000",
+                                                                     hifp="17400"))
+    head = GENESIS
+    for psn, commit in lf.store.commits:
+        if psn != "P":
+            continue
+        unsealed = [msgspec.structs.replace(e, prev_hash="", hash="") for e in commit.events]
+        sealed, stored, head = seal_stored(unsealed, head)
+        assert sealed == commit.events and head == commit.events[-1].hash
+        assert ev.COMMIT_ENCODER.encode(msgspec.structs.replace(commit, events=stored)) == \
+            ev.COMMIT_ENCODER.encode(commit)
