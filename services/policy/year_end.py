@@ -25,7 +25,7 @@ def area_prefix(admdvs: str) -> str:
 
 def is_closed(closed: set[tuple[str, int]], admdvs: str, year: int) -> bool:
     """Whether a year_close of `admdvs` (or of an area containing it) for `year` was recorded."""
-    return any(year == y and admdvs.startswith(prefix) for prefix, y in closed)
+    return bool(closed) and any(year == y and admdvs.startswith(prefix) for prefix, y in closed)
 
 
 def decide_year_close(msg: YearClose, closed: set[tuple[str, int]]) -> Decision:
