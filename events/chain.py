@@ -19,12 +19,8 @@ def event_hash(event: LedgerEvent) -> str:
 
 def seal(events: Iterable[LedgerEvent], prev_hash: str) -> tuple[list[LedgerEvent], str]:
     """Chain `events` after `prev_hash`; returns the sealed events and the new head."""
-    sealed = []
-    for event in events:
-        event = msgspec.structs.replace(event, prev_hash=prev_hash, hash="")
-        prev_hash = hashlib.sha256(_ENCODER.encode(event)).hexdigest()
-        sealed.append(msgspec.structs.replace(event, hash=prev_hash))
-    return sealed, prev_hash
+    sealed, _, head = seal_stored(events, prev_hash)
+    return sealed, head
 
 
 def seal_stored(events: Iterable[LedgerEvent], prev_hash: str) -> tuple[list[LedgerEvent], list[msgspec.Raw], str]:

@@ -118,7 +118,6 @@ class FeedConsumer:
         self._watchdog: asyncio.Task | None = None
         self._stopping = False
         self._pull_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{config.stream}.{config.durable}"
-        self._pull_request = b""
         self._inbox = ""
         self.processed = 0
 
