@@ -59,6 +59,13 @@ def check_commit(subject: str, seq: int, data: bytes, head: str) -> tuple[str, B
     return (head_of(events[-1]) if events else head), None, len(events)
 
 
+def _concluded(report: VerifyReport, started: float) -> VerifyReport:
+    report.ok = not report.breaks
+    report.first_break = report.breaks[0] if report.breaks else None
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
 async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     started = time.perf_counter()
@@ -90,10 +97,7 @@ async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = Non
             if progress is not None:
                 progress(min(seq, last), last)
     report.persons = len(heads)
-    report.ok = not report.breaks
-    report.first_break = report.breaks[0] if report.breaks else None
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+    return _concluded(report, started)
 
 
 async def verify_person(js: Any, key: str, *, stream: str = STREAM) -> VerifyReport:
@@ -110,7 +114,4 @@ async def verify_person(js: Any, key: str, *, stream: str = STREAM) -> VerifyRep
         if found is not None:
             report.breaks.append(found)
             break
-    report.ok = not report.breaks
-    report.first_break = report.breaks[0] if report.breaks else None
-    report.seconds = round(time.perf_counter() - started, 3)
-    return report
+    return _concluded(report, started)
