@@ -1,9 +1,14 @@
-"""Reading old events: upcasters turn a stored event of an older shape into the current one.
+"""Reading stored commits: the one decoder, with upcasters for shapes that changed.
 
-Additive changes need none (new fields have defaults). When an event type is
-replaced, register a function from the old tag's JSON object to the new one;
-stored bytes are never rewritten. The fast path decodes straight into the
-current types and only falls back to upcasting when that fails.
+Every reader of the stream (persons, reference data, audit, projections, verify)
+decodes through `decode_commit` or `decode_event`, so the first event type that
+is replaced cannot break one of them alone.
+
+Additive changes need no upcaster (new fields have defaults). When an event type
+is replaced, register a function from the old tag's JSON object to the new one;
+stored bytes are never rewritten. Results kept in commits (for durable
+idempotency) are upcast the same way, by their `msg_type`. The fast path decodes
+straight into the current types and only falls back to upcasting when that fails.
 """
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ from typing import Any
 
 import msgspec
 
-from events.ledger import COMMIT_DECODER, Commit
+from events.ledger import COMMIT_DECODER, EVENT_DECODER, Commit, Event
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: dict[str, Upcaster] = {}     # old `type` tag → function giving the current object
+UPCASTERS: dict[str, Upcaster] = {}          # old event `type` tag → function giving the current object
+RESULT_UPCASTERS: dict[str, Upcaster] = {}   # result `msg_type` → function giving the current object
 _ANY = msgspec.json.Decoder()
 
 
@@ -26,18 +32,50 @@ def register(old_type: str) -> Callable[[Upcaster], Upcaster]:
     return add
 
 
+def register_result(msg_type: str) -> Callable[[Upcaster], Upcaster]:
+    def add(fn: Upcaster) -> Upcaster:
+        RESULT_UPCASTERS[msg_type] = fn
+        return fn
+    return add
+
+
 def decode_commit(data: bytes) -> Commit:
+    """A stored commit in today's types. Raises `msgspec.DecodeError` for bytes that are not a commit."""
     try:
         return COMMIT_DECODER.decode(data)
     except msgspec.ValidationError:
         raw = _ANY.decode(data)
-        raw["events"] = [_upcast(e) for e in raw.get("events", [])]
+        if not isinstance(raw, dict):
+            raise
+        raw["events"] = [_upcast(e, UPCASTERS, "type") for e in raw.get("events") or []]
+        raw["results"] = [_upcast(r, RESULT_UPCASTERS, "msg_type") for r in raw.get("results") or []]
         return msgspec.convert(raw, Commit, strict=False)
 
 
-def _upcast(event: dict[str, Any]) -> dict[str, Any]:
+def decode_event(data: bytes) -> Event:
+    """One stored event (as the read side slices them out of a commit), upcast if its shape is old."""
+    try:
+        return EVENT_DECODER.decode(data)
+    except msgspec.ValidationError:
+        raw = _ANY.decode(data)
+        if not isinstance(raw, dict):
+            raise
+        return msgspec.convert(_upcast(raw, UPCASTERS, "type"), Event, strict=False)  # type: ignore[arg-type]
+
+
+def _upcast(obj: Any, upcasters: dict[str, Upcaster], tag: str) -> Any:
     seen = set()
-    while event.get("type") in UPCASTERS and event["type"] not in seen:
-        seen.add(event["type"])
-        event = UPCASTERS[event["type"]](event)
-    return event
+    while isinstance(obj, dict) and obj.get(tag) in upcasters and obj[tag] not in seen:
+        seen.add(obj[tag])
+        obj = upcasters[obj[tag]](obj)
+    return obj
+
+
+@register_result("identity_result")
+@register_result("year_close_result")
+def _adjustments_were_a_count(old: dict[str, Any]) -> dict[str, Any]:
+    """Before integration.md §2 "Results that cause adjustments", `adjustments` was their number; the
+    adjustments themselves were stored as the results after it, so the list is not lost."""
+    if isinstance(old.get("adjustments"), int):
+        old = {**old, "adjustments": []}
+    return old
