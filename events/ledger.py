@@ -116,6 +116,9 @@ class SettlementFacts(LedgerEvent, kw_only=True):
     # A quota-managed visit settled after its area's year_close: paid visit by visit (临汾 二(五) at
     # §6 ratios, within the cap) since no close will come again. Added later: absent means False.
     after_year_close: bool = False
+    # The 大病 deductible of the status applied (policy.md §4), so read models show the deductible the
+    # decision used, not today's pack. Added later: absent means not recorded.
+    ci_deductible: Decimal | None = None
 
 
 class HospitalStaySettled(SettlementFacts, tag="hospital_stay_settled"):
@@ -139,6 +142,10 @@ class CriticalIllnessPaid(LedgerEvent, tag="critical_illness_paid"):
     cap_limit: Decimal | None
     paid_before: Decimal
     amount: Decimal
+    # When paid after the settlement (a status recognised late, policy.md §12): why, and what 大病 had
+    # already paid this settlement; `amount` is then what the formula gives less `already_paid`.
+    adjustment: str | None = None
+    already_paid: Decimal | None = None
 
 
 class AssistancePaid(LedgerEvent, tag="assistance_paid"):
@@ -168,6 +175,22 @@ class HospitalBorne(LedgerEvent, tag="hospital_borne"):
     base: Decimal
     ratio: Decimal | None
     amount: Decimal
+
+
+class SettlementRedecided(LedgerEvent, tag="settlement_redecided"):
+    """A decided settlement decided again because a status was recognised late (policy.md §12).
+
+    Leads the adjustment lines it causes. The lower 大病 base left (`remaining`) moves the person's
+    cumulative assistance base, so later thresholds read what the stay really left to pay.
+    """
+    setl_id: str
+    psn_no: str
+    year: int
+    status: str | None             # the status the re-decision applied
+    reason: str
+    remaining_delta: Decimal       # change of the stay's `remaining` (−extra 大病)
+    assist_base_delta: Decimal     # change of its contribution to the assistance base (designated stays)
+    quota_base: Decimal | None = None   # a quota visit's new year-end base, when it changed
 
 
 class SettlementCancelled(LedgerEvent, tag="settlement_cancelled"):
@@ -223,6 +246,14 @@ class QuotaYearSettled(LedgerEvent, tag="quota_year_settled"):
 
 # --- reference data -----------------------------------------------------------------
 
+class KeyClaimed(LedgerEvent, tag="key_claimed"):
+    """A global key taken by one person (integration.md §2 "Keys are global"); stored on
+    `ledger.ref.key.<key_hash>` in the same atomic batch as that person's decision (ADR 0013)."""
+    kind: str                      # "setl_id" | "grant_id"
+    key_hash: str                  # keyed hash of the key, as in the subject
+    person_key: str                # who holds it
+
+
 class MedinsRecorded(LedgerEvent, tag="medins_recorded"):
     fixmedins_code: str
     fixmedins_name: str
@@ -257,8 +288,9 @@ class MessageRejected(LedgerEvent, tag="message_rejected"):
 
 Event = (StatusGranted | StatusRevoked | EnrolmentRecorded | PremiumSubsidyGranted
          | HospitalStaySettled | OutpatientVisitSettled | CriticalIllnessPaid | AssistancePaid
-         | HospitalBorne | SettlementCancelled | PaymentReversed | TiltedGrantPaid | WarningRaised
-         | QuotaYearSettled | MedinsRecorded | YearClosed | PackActivated | MessageRejected)
+         | HospitalBorne | SettlementRedecided | SettlementCancelled | PaymentReversed | TiltedGrantPaid
+         | WarningRaised | QuotaYearSettled | KeyClaimed | MedinsRecorded | YearClosed | PackActivated
+         | MessageRejected)
 
 
 class Commit(msgspec.Struct, frozen=True):

@@ -18,6 +18,11 @@ OocClass = Literal["I", "II_city", "II_county_III"]
 ChronicMgmt = Literal["inpatient_managed", "quota"]
 PolicyYear = Annotated[int, msgspec.Meta(ge=2000, le=2100)]   # a typo like 20222 is refused, not decided
 
+INPATIENT: MedType = "21"
+CHRONIC_SPECIAL: MedType = "14"
+RESIDENTS: InsuType = "390"                  # 城乡居民医保: 资助参保 and 大病 apply
+EMPLOYEES: InsuType = "310"
+
 
 class Inbound(msgspec.Struct, frozen=True, tag_field="msg_type"):
     """Base of every message the platform or a department sends."""

@@ -1,6 +1,7 @@
 """Outbound results of integration.md §2: one per inbound message, same key."""
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Literal
 
@@ -52,9 +53,13 @@ class SettlementResult(Outbound, tag="settlement_result"):
     lines: list[Line] = []
     cap: Cap | None = None
     warnings: list[str] = []
+    # integration.md §2: a duplicate of a settlement cancelled since says so.
+    cancelled: bool = False
+    cancel_time: dt.datetime | None = None
 
 
 class SettlementAdjustment(Outbound, tag="settlement_adjustment"):
+    """What a settlement is paid after its decision: a status recognised late (policy.md §12), year end."""
     setl_id: str
     psn_no: str
     year: int
@@ -63,6 +68,7 @@ class SettlementAdjustment(Outbound, tag="settlement_adjustment"):
     maf_pay: Decimal
     lines: list[Line] = []
     cap: Cap | None = None
+    hifmi_pay: Decimal = Decimal("0.00")
 
 
 class SubsidyResult(Outbound, tag="subsidy_result"):
@@ -96,7 +102,7 @@ class IdentityResult(Outbound, tag="identity_result"):
     action: str | None
     result: Literal["recorded", "duplicate", "rejected"]
     pack: str | None = None
-    adjustments: int = 0
+    adjustments: list[SettlementAdjustment] = []   # integration.md §2 "Results that cause adjustments"
     reason: Reason | None = None
 
 
@@ -123,7 +129,7 @@ class YearCloseResult(Outbound, tag="year_close_result"):
     admdvs: str | None
     year: int | None
     result: Literal["closed", "duplicate", "rejected"]
-    adjustments: int = 0
+    adjustments: list[SettlementAdjustment] = []
     reason: Reason | None = None
 
 

@@ -21,7 +21,7 @@ from services.adjudicator.memory_store import MemoryStore
 from services.audit.compare import Difference, Scope, compare_commit
 from services.audit.packs import PackLibrary
 from services.policy.engine import Engine
-from services.policy.identity import hospital_of, settlement_of
+from services.policy.settlement import hospital_of, settlement_of
 from services.policy.pack import Pack, PackSet
 from services.policy.year_end import area_prefix
 

@@ -7,14 +7,13 @@ from decimal import Decimal
 import msgspec
 
 from events import ledger as ev
-from events.messages import Settlement
+from events.messages import CHRONIC_SPECIAL, INPATIENT, RESIDENTS, Settlement
 from events.money import ZERO
 from services.policy.critical_illness import ci_payment, terms_for
 from services.policy.formulas import FORMULAS, PlannedLine, Raw, Room, Stay, plan_line
 from services.policy.pack import LineRule, Pack
 from services.policy.state import Person, PersonYear
 
-INPATIENT, CHRONIC_SPECIAL = "21", "14"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +29,23 @@ class Hospital:
         return cls(e.fixmedins_code, e.designated, e.in_province, e.ooc_class, e.serious_disease_designated)
 
 
+def hospital_of(facts: ev.SettlementFacts) -> Hospital:
+    """The hospital as it was when the settlement was decided (its facts keep a snapshot)."""
+    return Hospital(facts.fixmedins_code, facts.designated, facts.in_province, facts.ooc_class,
+                    facts.serious_disease_designated)
+
+
+def settlement_of(facts: ev.SettlementFacts, chronic_mgmt: str | None = None) -> Settlement:
+    """The settlement as the platform sent it, to decide it again."""
+    return Settlement(
+        setl_id=facts.setl_id, mdtrt_id=facts.mdtrt_id, psn_no=facts.psn_no, admdvs=facts.admdvs,
+        insutype=facts.insutype, med_type=facts.med_type, fixmedins_code=facts.fixmedins_code,  # type: ignore[arg-type]
+        begndate=facts.begndate, enddate=facts.enddate, setl_time=facts.setl_time, dise_codg=facts.dise_codg,
+        medfee_sumamt=facts.medfee_sumamt, fulamt_ownpay_amt=facts.fulamt_ownpay_amt,
+        inscp_scp_amt=facts.inscp_scp_amt, hifp_pay=facts.hifp_pay, oth_pay=facts.oth_pay,
+        chronic_mgmt=chronic_mgmt or facts.chronic_mgmt, special_drug=facts.special_drug)  # type: ignore[arg-type]
+
+
 class Outcome(msgspec.Struct, frozen=True):
     """Everything one candidate status would pay for one settlement."""
     status: str | None
@@ -42,6 +58,8 @@ class Outcome(msgspec.Struct, frozen=True):
     lines: list[PlannedLine]
     cap_limit: Decimal | None
     cap_used: Decimal
+    own_used: dict[str, Decimal]          # own counters after this settlement's lines
+    ci_deductible: Decimal | None         # 大病 deductible of the terms applied (None: no 大病 base)
     hifmi_pay: Decimal
     maf_pay: Decimal
     hosp_part_amt: Decimal
@@ -62,8 +80,8 @@ def _fits(rule: LineRule, msg: Settlement, hospital: Hospital, year: int) -> boo
 @dataclass(frozen=True, slots=True)
 class _RuleIndex:
     """A pack's line rules by status, in pack order: computed once, read by every candidate of every settlement."""
-    inpatient: dict[str, tuple[LineRule, ...]]
-    outpatient: dict[tuple[str, str], tuple[LineRule, ...]]      # (kind, status)
+    inpatient: dict[str | None, tuple[LineRule, ...]]
+    outpatient: dict[tuple[str, str | None], tuple[LineRule, ...]]      # (kind, status); None: no status
 
 
 _INDEXES: dict[int, tuple[Pack, _RuleIndex]] = {}
@@ -75,14 +93,17 @@ def _rule_index(pack: Pack) -> _RuleIndex:
     if entry is None or entry[0] is not pack:
         if len(_INDEXES) > 64:
             _INDEXES.clear()
-        entry = _INDEXES[id(pack)] = (pack, _RuleIndex(
-            {s: tuple(r for r in pack.inpatient if not r.statuses or s in r.statuses) for s in pack.statuses},
-            {(k, s): tuple(r for r in pack.outpatient if r.kind == k and (not r.statuses or s in r.statuses))
-             for k in ("chronic", "special") for s in pack.statuses}))
+        inpatient = {s: tuple(r for r in pack.inpatient if not r.statuses or s in r.statuses) for s in pack.statuses}
+        inpatient[None] = tuple(r for r in pack.inpatient if r.include_no_status)
+        outpatient = {(k, s): tuple(r for r in pack.outpatient if r.kind == k and (not r.statuses or s in r.statuses))
+                      for k in ("chronic", "special") for s in pack.statuses}
+        outpatient.update({(k, None): tuple(r for r in pack.outpatient if r.kind == k and r.include_no_status)
+                           for k in ("chronic", "special")})
+        entry = _INDEXES[id(pack)] = (pack, _RuleIndex(inpatient, outpatient))
     return entry[1]
 
 
-def _rules_for(pack: Pack, status: str, kind: str) -> tuple[LineRule, ...]:
+def _rules_for(pack: Pack, status: str | None, kind: str) -> tuple[LineRule, ...]:
     index = _rule_index(pack)
     found = index.inpatient.get(status) if kind == "inpatient" else index.outpatient.get((kind, status))
     if found is None:                 # a status the pack does not list: filter the long way
@@ -123,10 +144,11 @@ def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hosp
     oop = msg.inscp_scp_amt - hifp
     owed = total - hifp - oth
 
-    event, ci = None, ZERO
-    ci_base_added = oop if msg.insutype == "390" and (inpatient or pack.ci_outpatient) else ZERO
+    event, ci, deductible = None, ZERO, None
+    ci_base_added = oop if msg.insutype == RESIDENTS and (inpatient or pack.ci_outpatient) else ZERO
     if ci_base_added:
         terms = terms_for(pack, status)
+        deductible = terms.deductible
         ci = fixed_ci if fixed_ci is not None else min(ci_payment(terms, y.ci_base, oop, y.ci_paid), max(ZERO, owed))
         if ci > ZERO and fixed_ci is None and ci_event:
             event = _ci_event(msg, year, terms, oop, y, ci)
@@ -136,9 +158,11 @@ def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hosp
     cap_limit = pack.status_cap(status)
     cap_used = y.assistance_cap_used
     lines: list[PlannedLine] = []
+    own_used = y.own_used
     quota_base = maf = hosp = ZERO
-    if status is not None and designated:
-        kind = "inpatient" if inpatient else outpatient_kind(msg)
+    kind = "inpatient" if inpatient else outpatient_kind(msg)
+    # "No status" gets only the lines open to every patient (临汾 二(四)3, policy.md §12).
+    if designated and kind is not None and (status is not None or _rules_for(pack, None, kind)):
         if kind == "chronic" and msg.chronic_mgmt == "quota":
             if any(_fits(r, msg, hospital, year) for r in _rules_for(pack, status, "chronic")):
                 quota_base = remaining      # 临汾 二(五): 限额管理的年底一次性救助 (year_close)
@@ -152,14 +176,14 @@ def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hosp
                     _plan(rule, stay, pack, y.assist_base, room, lines)
             if inpatient:
                 _single_disease_and_hospital(status, msg, hospital, pack, stay, room, lines)
-            cap_used = room.cap_used
+            cap_used, own_used = room.cap_used, room.own_used
             for l in lines:
                 if l.fund == "assistance":
                     maf += l.amount
                 elif l.fund == "hospital":
                     hosp += l.amount
     return Outcome(status, oop, remaining, ci_base_added, assist_base_added, quota_base, event, lines,
-                   cap_limit, cap_used, ci, maf, hosp, total - hifp - oth - ci - maf - hosp)
+                   cap_limit, cap_used, own_used, deductible, ci, maf, hosp, total - hifp - oth - ci - maf - hosp)
 
 
 def _ci_event(msg: Settlement, year: int, terms, oop: Decimal, y, ci: Decimal) -> ev.CriticalIllnessPaid:
@@ -185,7 +209,7 @@ def _ooc_share(pack: Pack, status: str | None, hospital: Hospital, total: Decima
     return control.shares[hospital.ooc_class] * total
 
 
-def _single_disease_and_hospital(status: str, msg: Settlement, hospital: Hospital, pack: Pack, stay: Stay,
+def _single_disease_and_hospital(status: str | None, msg: Settlement, hospital: Hospital, pack: Pack, stay: Stay,
                                  room: Room, lines: list[PlannedLine]) -> None:
     """临汾 二(四)4 single-disease limit, then the hospital-borne amounts (二(四)4, 二(六))."""
     over_limit = None
@@ -214,23 +238,27 @@ def _single_disease_and_hospital(status: str, msg: Settlement, hospital: Hospita
             lines.append(line)
 
 
-def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack) -> Outcome:
-    """就高不就低 (青海 四(三), policy.md §9): the lowest psn_part_amt wins; ties go to the first listed."""
+def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack,
+           year_state: PersonYear | None = None) -> Outcome:
+    """就高不就低 (青海 四(三), policy.md §9): the lowest psn_part_amt wins; ties go to the first listed.
+
+    `year_state`: the counters to decide on instead of the person's own (a re-decision, policy.md §12).
+    """
     best = None
     if person.statuses:
         valid = person.statuses_on(msg.enddate)
         if valid:
             for status in pack.statuses:
                 if status in valid:
-                    outcome = evaluate(status, person, msg, hospital, pack, ci_event=False)
+                    outcome = evaluate(status, person, msg, hospital, pack, year_state, ci_event=False)
                     if best is None or outcome.psn_part_amt < best.psn_part_amt:
                         best = outcome
-    outcome = evaluate(None, person, msg, hospital, pack, ci_event=False)     # "no status" loses ties
+    outcome = evaluate(None, person, msg, hospital, pack, year_state, ci_event=False)   # "no status" loses ties
     if best is None or outcome.psn_part_amt < best.psn_part_amt:
         best = outcome
     if best.ci_base_added and best.hifmi_pay > ZERO:
         year = msg.enddate.year
         event = _ci_event(msg, year, terms_for(pack, best.status), best.oop,
-                          person.years.get(year) or _NO_YEAR, best.hifmi_pay)
+                          year_state or person.years.get(year) or _NO_YEAR, best.hifmi_pay)
         best = msgspec.structs.replace(best, ci=event)
     return best

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from events import ledger as ev
+from events.messages import INPATIENT
 from events.money import ZERO
 from events.results import (CancelResult, GrantResult, IdentityResult, Outbound, SettlementResult,
                             SubsidyResult)
@@ -22,7 +23,8 @@ class PersonYear:
     year: int
     ci_base: Decimal = ZERO          # cumulative oop counted for 大病
     ci_paid: Decimal = ZERO
-    assist_base: Decimal = ZERO      # cumulative inpatient `remaining`
+    assist_base: Decimal = ZERO      # cumulative inpatient `remaining` at designated hospitals (§5 bases)
+    inpatient_remaining: Decimal = ZERO   # the same at every hospital (临汾 三(三) warning, policy.md §12)
     assistance_cap_used: Decimal = ZERO
     own_used: dict[str, Decimal] = field(default_factory=dict)
     rule_totals: dict[str, Decimal] = field(default_factory=dict)
@@ -36,11 +38,26 @@ class SettlementRecord:
     facts: ev.SettlementFacts
     payments: list[ev.CriticalIllnessPaid | ev.AssistancePaid | ev.HospitalBorne] = field(default_factory=list)
     cancelled: bool = False
+    cancel_time: dt.datetime | None = None
     result: SettlementResult | None = None
     cancel_result: CancelResult | None = None
+    # Moved by a re-decision after a status recognised late (policy.md §12): see ev.SettlementRedecided.
+    status: str | None = None
+    remaining_delta: Decimal = ZERO
+    assist_base_delta: Decimal = ZERO
+    quota_base: Decimal = ZERO
 
     def paid(self, kind: type) -> Decimal:
         return sum((p.amount for p in self.payments if isinstance(p, kind)), ZERO)
+
+    def adjusted(self) -> Decimal:
+        """What was paid after the decision (re-decisions, year end): it lowered what the person pays."""
+        return sum((p.amount for p in self.payments
+                    if isinstance(p, (ev.AssistancePaid, ev.CriticalIllnessPaid)) and p.adjustment), ZERO)
+
+    def owed(self) -> Decimal:
+        """What the person still pays for this stay after everything paid so far."""
+        return self.facts.psn_part_amt - self.adjusted()
 
 
 @dataclass(slots=True)
@@ -125,10 +142,12 @@ def _enrolled(p: Person, e: ev.EnrolmentRecorded) -> None:
 
 
 def _settled(p: Person, e: ev.SettlementFacts) -> None:
-    p.settlements[e.setl_id] = SettlementRecord(e)
+    p.settlements[e.setl_id] = SettlementRecord(e, status=e.status, quota_base=e.quota_base)
     y = p.year(e.year)
     y.ci_base += e.ci_base_added
     y.assist_base += e.assist_base_added
+    if e.med_type == INPATIENT:
+        y.inpatient_remaining += e.remaining
     y.burden += e.psn_part_amt
 
 
@@ -137,6 +156,21 @@ def _ci_paid(p: Person, e: ev.CriticalIllnessPaid) -> None:
     y = p.year(e.year)
     y.ci_paid += e.amount
     y.rule_totals[e.rule_id] = y.rule_totals.get(e.rule_id, ZERO) + e.amount
+    if e.adjustment:
+        y.burden -= e.amount
+
+
+def _redecided(p: Person, e: ev.SettlementRedecided) -> None:
+    record = p.settlements[e.setl_id]
+    record.status = e.status
+    record.remaining_delta += e.remaining_delta
+    record.assist_base_delta += e.assist_base_delta
+    if e.quota_base is not None:
+        record.quota_base = e.quota_base
+    y = p.year(e.year)
+    y.assist_base += e.assist_base_delta
+    if record.facts.med_type == INPATIENT:
+        y.inpatient_remaining += e.remaining_delta
 
 
 def _assistance_paid(p: Person, e: ev.AssistancePaid) -> None:
@@ -165,11 +199,14 @@ def _count(y: PersonYear, rule_id: str, counter: str, amount: Decimal) -> None:
 def _cancelled(p: Person, e: ev.SettlementCancelled) -> None:
     record = p.settlements[e.setl_id]
     record.cancelled = True
+    record.cancel_time = e.cancel_time
+    facts = record.facts
     y = p.year(e.year)
-    y.ci_base -= record.facts.ci_base_added
-    y.assist_base -= record.facts.assist_base_added
-    adjustments = sum((a.amount for a in record.payments if isinstance(a, ev.AssistancePaid) and a.adjustment), ZERO)
-    y.burden -= record.facts.psn_part_amt - adjustments
+    y.ci_base -= facts.ci_base_added
+    y.assist_base -= facts.assist_base_added + record.assist_base_delta
+    if facts.med_type == INPATIENT:
+        y.inpatient_remaining -= facts.remaining + record.remaining_delta
+    y.burden -= record.owed()
 
 
 def _reversed(p: Person, e: ev.PaymentReversed) -> None:
@@ -202,6 +239,7 @@ _HANDLERS = {
     ev.CriticalIllnessPaid: _ci_paid,
     ev.AssistancePaid: _assistance_paid,
     ev.HospitalBorne: _hospital_borne,
+    ev.SettlementRedecided: _redecided,
     ev.SettlementCancelled: _cancelled,
     ev.PaymentReversed: _reversed,
     ev.TiltedGrantPaid: _grant_paid,

@@ -4,12 +4,12 @@ from __future__ import annotations
 from events import ledger as ev
 from events.messages import YearClose
 from events.money import ZERO
-from events.results import Line, SettlementAdjustment, YearCloseResult
+from events.results import SettlementAdjustment, YearCloseResult
 from services.policy.decision import Decision
-from services.policy.identity import hospital_of, settlement_of
 from services.policy.pack import PackSet
-from services.policy.settle import cap_of, payment_event
-from services.policy.settlement import evaluate
+from services.policy.settle import payment_event
+from services.policy.settlement import evaluate, hospital_of, settlement_of
+from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 
 REASON = "year end: quota-managed chronic outpatient paid once on the year's visits (临汾 二(五) 限额管理的年底一次性救助)"
@@ -40,7 +40,7 @@ def has_quota_due(person: Person, admdvs: str, year: int) -> bool:
     prefix = area_prefix(admdvs)
     y = person.years.get(year)
     return (y is not None and not y.quota_settled
-            and any(r.facts.quota_base > ZERO and not r.cancelled and r.facts.year == year
+            and any(r.quota_base > ZERO and not r.cancelled and r.facts.year == year
                     and r.facts.admdvs.startswith(prefix) for r in person.settlements.values()))
 
 
@@ -53,7 +53,7 @@ def decide_quota_year_end(person: Person, admdvs: str, year: int, packs: PackSet
     prefix = area_prefix(admdvs)
     for record in person.settlements.values():
         facts = record.facts
-        if record.cancelled or facts.year != year or facts.quota_base <= ZERO or not facts.admdvs.startswith(prefix):
+        if record.cancelled or facts.year != year or record.quota_base <= ZERO or not facts.admdvs.startswith(prefix):
             continue
         pack = packs.for_area(facts.admdvs, facts.enddate)
         if pack is None:
@@ -74,7 +74,8 @@ def decide_quota_year_end(person: Person, admdvs: str, year: int, packs: PackSet
                 own[line.rule_id] = own.get(line.rule_id, ZERO) + line.amount
         results.append(SettlementAdjustment(
             setl_id=facts.setl_id, psn_no=facts.psn_no, year=year, pack=pack.id, reason=REASON,
-            maf_pay=best.maf_pay, lines=[Line("assistance", l.rule_id, l.clause, l.base, l.ratio, l.amount) for l in lines],
-            cap=cap_of(best.cap_limit, used)))
+            maf_pay=best.maf_pay, lines=[result_line("assistance", l.rule_id, l.clause, l.base, l.ratio, l.amount)
+                                         for l in lines],
+            cap=binding_cap(pack, best.status, used, own)))
     events.append(ev.QuotaYearSettled(psn_no=person.psn_no, admdvs=admdvs, year=year))
     return Decision(events, results, psn_no=person.psn_no)

@@ -82,10 +82,13 @@ def test_no_status_at_all(lf):
 
 def test_status_validity_is_decided_by_the_discharge_date(lf):
     """policy.md §11: `enddate` decides. tekun valid 2022-03-05 .. 2022-03-08 does not cover a stay admitted
-    2022-03-05 and discharged 2022-03-10; tekun from 2022-03-10 does."""
+    2022-03-05 and discharged 2022-03-10; tekun from 2022-03-10 does — and, recognised after S1 was decided,
+    decides S1 again (policy.md §12), while the earlier span [03-05, 03-08] re-decided nothing."""
     lf.one(identity("P", "tekun", begndate="2022-03-05", enddate="2022-03-08"))
     r1 = lf.one(stay("S1", "P", total="30000", in_scope="30000", hifp="10000", begndate="2022-03-05"))
-    lf.one(identity("P", "tekun", begndate="2022-03-10"))
+    late = lf.send(identity("P", "tekun", begndate="2022-03-10"))
+    assert [(r["msg_type"], r.get("setl_id")) for r in late] == [("identity_result", None),
+                                                                  ("settlement_adjustment", "S1")]
     r2 = lf.one(stay("S2", "P", total="30000", in_scope="30000", hifp="10000", begndate="2022-03-05"))
     assert (r1["status"], r2["status"]) == (None, "tekun")
 
