@@ -12,6 +12,9 @@ UNKNOWN_MEDINS = "unknown_medins"
 NOT_ENROLLED = "not_enrolled"
 OUTSIDE_GREEN_CHANNEL = "outside_green_channel"
 UNKNOWN_SETTLEMENT = "unknown_settlement"
+SETL_ID_CONFLICT = "setl_id_conflict"        # the setl_id was decided for another person (keys are global)
+GRANT_ID_CONFLICT = "grant_id_conflict"      # the grant_id was decided for another person
+MISSING_PARAMETER = "missing_parameter"      # a rule needs a yearly figure the pack lacks (policy.md §12)
 POISON_MESSAGE = "poison_message"            # crashed the adjudicator on every try
 
 # Not a rejection: the message was not decided at all (NATS or PostgreSQL down); send it again.

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from events import codes
-from events.messages import DECODER, MSG_TYPES, Enrolment, Inbound, Settlement, TiltedGrant
+from events.messages import DECODER, MSG_TYPES, Enrolment, Inbound, PsnIdentity, Settlement, TiltedGrant
 from events.money import CENT, ZERO
 from events.results import RESULT_TYPE_FOR, Outbound, Reason, Rejected
 
@@ -49,6 +49,9 @@ def check(message: Inbound) -> Inbound:
     if getattr(message, "psn_no", None) == "":
         raise Invalid(codes.INVALID_MESSAGE, "`psn_no` must not be empty: it names the person the message is about",
                       _tag(message), _keys_of(message))
+    if isinstance(message, PsnIdentity) and message.enddate is not None and message.enddate < message.begndate:
+        raise Invalid(codes.INVALID_DATES, f"the status ends on {message.enddate}, before it begins on "
+                                           f"{message.begndate} (policy.md §12)", "psn_identity", _keys_of(message))
     names = _MONEY_FIELDS.get(type(message))
     if names:
         amounts = []

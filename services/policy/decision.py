@@ -17,12 +17,17 @@ class Context(msgspec.Struct, frozen=True):
     causation_id: str = ""
 
 
+SETL_ID, GRANT_ID = "setl_id", "grant_id"     # the global keys (integration.md §2 "Keys are global")
+
+
 @dataclass(slots=True)
 class Decision:
     events: list[LedgerEvent] = field(default_factory=list)
     results: list[Outbound] = field(default_factory=list)
     psn_no: str | None = None        # the person whose subject takes the events; None for reference data
     ref_kind: str | None = None      # `ledger.ref.<kind>` for reference events
+    # Global keys this decision takes for its person, stored atomically with its events: (kind, key).
+    claims: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Rejection(Exception):

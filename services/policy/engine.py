@@ -45,12 +45,16 @@ class Engine:
     def __init__(self, packs: PackSet):
         self.packs = packs
 
-    def decide(self, message: Inbound, person: Person | None, ref: Reference, ctx: Context) -> Decision:
-        """Decide one valid message; a rule that refuses it gives a rejected result and a dead letter."""
+    def decide(self, message: Inbound, person: Person | None, ref: Reference, ctx: Context,
+               key_taken: bool = False) -> Decision:
+        """Decide one valid message; a rule that refuses it gives a rejected result and a dead letter.
+
+        `key_taken`: the message's global key (`setl_id`, `grant_id`) is held by another person.
+        """
         pack: Pack | None = None
         try:
             pack = self._pack_for(message, person)
-            decision = self._dispatch(message, person, ref, pack)
+            decision = self._dispatch(message, person, ref, pack, key_taken)
         except Rejection as refusal:
             return self.reject(refusal.reason, message.__struct_config__.tag, _fields(message), ctx,
                                encode_message(message))
@@ -65,8 +69,13 @@ class Engine:
                         ref_kind="rejected")
 
     def year_end(self, person: Person, close: YearClose, ctx: Context) -> Decision:
-        """Year-end payments carry the pack in force on the last day of the closed year."""
-        decision = decide_quota_year_end(person, close.admdvs, close.year, self.packs)
+        """Year-end payments carry the pack in force on the last day of the closed year. A person whose
+        payment a rule refuses (a missing parameter) is a dead letter of the close, to re-drive."""
+        try:
+            decision = decide_quota_year_end(person, close.admdvs, close.year, self.packs)
+        except Rejection as refusal:
+            return self.reject(refusal.reason, "year_close", {"admdvs": close.admdvs, "year": close.year}, ctx,
+                               encode_message(close))
         pack = self.packs.for_area(close.admdvs, dt.date(close.year, 12, 31))
         decision.events = stamp(decision.events, ctx, pack.id if pack else None, pack.version if pack else None)
         return decision
@@ -91,7 +100,8 @@ class Engine:
             raise Rejection(codes.UNKNOWN_PACK, f"no policy pack is in force for {where}")
         return pack
 
-    def _dispatch(self, message: Inbound, person: Person | None, ref: Reference, pack: Pack | None) -> Decision:
+    def _dispatch(self, message: Inbound, person: Person | None, ref: Reference, pack: Pack | None,
+                  key_taken: bool) -> Decision:
         if isinstance(message, Medins):
             return _medins(message)
         if isinstance(message, YearClose):
@@ -99,15 +109,17 @@ class Engine:
         assert person is not None and pack is not None or isinstance(message, SettlementCancel)
         if isinstance(message, Settlement):
             return decide_settlement(person, message, ref.hospitals.get(message.fixmedins_code), pack,
-                                     is_closed(ref.closed_years, message.admdvs, message.enddate.year))
+                                     is_closed(ref.closed_years, message.admdvs, message.enddate.year), key_taken)
         if isinstance(message, SettlementCancel):
             return decide_cancel(person, message, pack)
         if isinstance(message, Enrolment):
             return decide_enrolment(person, message, pack)
         if isinstance(message, PsnIdentity):
-            return decide_identity(person, message, pack)
+            return decide_identity(person, message, pack,
+                                   lambda facts: self.packs.for_area(facts.admdvs, facts.enddate),
+                                   lambda admdvs, year: is_closed(ref.closed_years, admdvs, year))
         if isinstance(message, TiltedGrant):
-            return decide_tilted_grant(person, message, pack)
+            return decide_tilted_grant(person, message, pack, key_taken)
         raise TypeError(f"no decision for {type(message).__name__}")
 
 

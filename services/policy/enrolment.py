@@ -6,11 +6,11 @@ from decimal import Decimal
 
 from events import codes
 from events import ledger as ev
-from events.messages import Enrolment
+from events.messages import EMPLOYEES, RESIDENTS, Enrolment
 from events.money import ZERO, money
 from events.results import Reason, SubsidyResult, as_duplicate
 from services.policy.decision import Decision, Rejection
-from services.policy.pack import Pack, SubsidyRule
+from services.policy.pack import MissingParameter, Pack, SubsidyRule
 from services.policy.state import Person
 
 MINOR_BELOW, ELDERLY_FROM = 18, 60
@@ -21,7 +21,7 @@ def age_on_new_year(birth: dt.date, year: int) -> int:
     return year - birth.year - (1 if (birth.month, birth.day) > (1, 1) else 0)
 
 
-def subsidy_amount(rule: SubsidyRule, std: Decimal, year: int, birth: dt.date) -> Decimal | None:
+def subsidy_amount(rule: SubsidyRule, std: Decimal, year: int, birth: dt.date, pack_id: str = "") -> Decimal | None:
     """What `rule` gives, or None where it does not apply (years, age). Never more than std (§3)."""
     if rule.years and not rule.years[0] <= year <= rule.years[1]:
         return None
@@ -31,8 +31,8 @@ def subsidy_amount(rule: SubsidyRule, std: Decimal, year: int, birth: dt.date) -
         amount = rule.fixed
     else:
         ratio = rule.ratio_by_year.get(str(year), rule.ratio)
-        if ratio is None:
-            return None
+        if ratio is None:               # a year inside the rule's span the pack has no ratio for (policy.md §12)
+            raise MissingParameter(f"subsidy.{rule.rule_id}.ratio_by_year", year, pack_id, rule.clause)
         amount = ratio * std
     if rule.minimum is not None:
         amount = max(amount, rule.minimum)
@@ -49,15 +49,15 @@ def decide_enrolment(person: Person, msg: Enrolment, pack: Pack) -> Decision:
                         f"enrolment outside the normal contribution period is open only to assistance targets "
                         f"({pack.green_channel_clause}); this person holds no such status on {msg.enrol_date}")
     best: tuple[Decimal, str, SubsidyRule] | None = None
-    if msg.insutype == "390":
+    if msg.insutype == RESIDENTS:
         for status in (s for s in pack.statuses if s in valid):
             for rule in pack.subsidy:
                 if status in rule.statuses:
-                    amount = subsidy_amount(rule, msg.contribution_std, msg.year, msg.brdy)
+                    amount = subsidy_amount(rule, msg.contribution_std, msg.year, msg.brdy, pack.id)
                     if amount is not None and (best is None or amount > best[0]):
                         best = (amount, status, rule)
     if best is None:
-        why = ("employees' insurance (310) gets no premium subsidy from this ledger" if msg.insutype == "310"
+        why = ("employees' insurance (310) gets no premium subsidy from this ledger" if msg.insutype == EMPLOYEES
                else "no status with a premium subsidy is valid on the enrolment date")
         subsidy, status, rule = ZERO, None, None
     else:

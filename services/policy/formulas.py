@@ -59,10 +59,10 @@ def share_of_remaining(rule: LineRule, stay: Stay, **_) -> Raw:
 
 def share_above_annual_threshold(rule: LineRule, stay: Stay, pack: Pack, base_before: Decimal, **_) -> Raw | None:
     threshold = rule.threshold
-    if rule.threshold_income_share is not None:
+    if rule.threshold_income_share is not None:     # raises MissingParameter for a year the pack lacks
         threshold = pack.income_threshold(rule.threshold_income_share, stay.year)
     if threshold is None:
-        return None                # no income figure for this year in the pack: rule cannot apply
+        return None
     above = max(ZERO, base_before + stay.remaining - threshold) - max(ZERO, base_before - threshold)
     return Raw(stay.remaining, rule.ratio * above, threshold, base_before)
 

@@ -16,6 +16,9 @@ from typing import Literal
 
 import msgspec
 
+from events import codes
+from services.policy.decision import Rejection
+
 DEFAULT_PACK_DIR = Path(__file__).parent / "packs"
 NOT_IN_TEXT = "default, not in text"
 
@@ -62,7 +65,7 @@ Formula = Literal[
 class LineRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rule_id: str
     formula: Formula
-    statuses: list[str]               # empty = every status (never "no status")
+    statuses: list[str]               # empty = every status
     clause: str
     source: str = "text"
     ratio: Decimal | None = None
@@ -75,6 +78,7 @@ class LineRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     diagnoses: list[str] = []         # ICD-10 prefixes; empty = any
     years: list[int] = []
     kind: Literal["inpatient", "chronic", "special"] = "inpatient"
+    include_no_status: bool = False   # also for a patient with no status (临汾 二(四)3 特殊病患者)
 
 
 class OocControl(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -144,6 +148,8 @@ class Pack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     warnings: list[WarningRule] = []
     prev_year_income: YearValue | None = None
     contribution_std: YearValue | None = None
+    # status → rule whose own counter is the cap that binds it, shown as `cap` (临汾 二(四)2, policy.md §12)
+    cap_counters: dict[str, str] = {}
     digest: str = ""
 
     def covers(self, admdvs: str, on: dt.date) -> bool:
@@ -157,11 +163,26 @@ class Pack(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def status_cap(self, status: str | None) -> Decimal | None:
         return None if status is None else self.status_caps.get(status)
 
-    def income_threshold(self, share: Decimal, year: int) -> Decimal | None:
-        if self.prev_year_income is None:
-            return None
-        income = self.prev_year_income.by_year.get(str(year))
-        return None if income is None else share * income
+    def income_threshold(self, share: Decimal, year: int) -> Decimal:
+        """share × the previous year's income the pack gives for `year`; never a silent zero (policy.md §12)."""
+        income = self.prev_year_income.by_year.get(str(year)) if self.prev_year_income is not None else None
+        if income is None:
+            raise MissingParameter("prev_year_income", year, self.id,
+                                   self.prev_year_income.clause if self.prev_year_income else "")
+        return share * income
+
+    def own_cap_of(self, rule_id: str) -> Decimal | None:
+        return next((r.own_cap for r in (*self.inpatient, *self.outpatient) if r.rule_id == rule_id), None)
+
+
+class MissingParameter(Rejection):
+    """A rule needs a yearly figure the pack does not have: the message is refused, never paid 0."""
+
+    def __init__(self, parameter: str, year: int, pack_id: str, clause: str = ""):
+        where = f" ({clause})" if clause else ""
+        super().__init__(codes.MISSING_PARAMETER, f"pack {pack_id} has no `{parameter}` for {year}{where}; "
+                                                  f"extend the pack and re-drive this message")
+        self.parameter, self.year = parameter, year
 
 
 class PackError(ValueError):
@@ -179,6 +200,10 @@ def load_pack(path: Path) -> Pack:
     unknown -= set(pack.statuses)
     if unknown:
         raise PackError(f"{path.name}: statuses not declared in the pack: {sorted(unknown)}")
+    for status, rule_id in pack.cap_counters.items():
+        if status not in pack.statuses or pack.own_cap_of(rule_id) is None:
+            raise PackError(f"{path.name}: cap_counters[{status!r}] must name a declared status and a rule "
+                            f"with an own_cap, got {rule_id!r}")
     return msgspec.structs.replace(pack, digest=hashlib.sha256(raw).hexdigest()[:16])
 
 

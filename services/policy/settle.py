@@ -1,28 +1,42 @@
 """Settlements and their cancellation as events and results (integration.md §1–§2)."""
 from __future__ import annotations
 
-from decimal import Decimal
-
 import msgspec
 
 from events import codes
 from events import ledger as ev
-from events.messages import Settlement, SettlementCancel
-from events.money import ZERO, money
-from events.results import Cap, CancelResult, Line, SettlementResult, as_duplicate
-from services.policy.decision import Decision, Rejection
+from events.messages import INPATIENT, Settlement, SettlementCancel
+from events.money import ZERO
+from events.results import CancelResult, Line, SettlementResult, as_duplicate
+from services.policy.decision import SETL_ID, Decision, Rejection
 from services.policy.formulas import PlannedLine
-from services.policy.pack import Pack
-from services.policy.settlement import INPATIENT, Hospital, Outcome, choose
+from services.policy.pack import MissingParameter, Pack
+from services.policy.settlement import Hospital, Outcome, choose
+from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 
 
+def duplicate_of(person: Person, setl_id: str) -> SettlementResult | None:
+    """The stored answer to a settlement already decided, saying so if it was cancelled since (§2)."""
+    known = person.settlements.get(setl_id)
+    if known is None or known.result is None:
+        return None
+    answer = as_duplicate(known.result)
+    if known.cancelled:
+        answer = msgspec.structs.replace(answer, cancelled=True, cancel_time=known.cancel_time)
+    return answer  # type: ignore[return-value]
+
+
 def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None, pack: Pack,
-                      year_closed: bool = False) -> Decision:
-    """`year_closed`: the area's policy year of this settlement was closed before it arrived."""
-    known = person.settlements.get(msg.setl_id)
-    if known is not None and known.result is not None:
-        return Decision(results=[as_duplicate(known.result)], psn_no=msg.psn_no)
+                      year_closed: bool = False, key_taken: bool = False) -> Decision:
+    """`year_closed`: the area's policy year of this settlement was closed before it arrived.
+    `key_taken`: the `setl_id` is held by another person (integration.md §2 "Keys are global")."""
+    duplicate = duplicate_of(person, msg.setl_id)
+    if duplicate is not None:
+        return Decision(results=[duplicate], psn_no=msg.psn_no)
+    if key_taken:
+        raise Rejection(codes.SETL_ID_CONFLICT, f"settlement {msg.setl_id!r} was already decided for another "
+                                                "person; a setl_id is paid once (integration.md §2)")
     year = msg.enddate.year
     if year not in person.enrolments:
         raise Rejection(codes.NOT_ENROLLED, f"no enrolment of this person for {year}; send the enrolment first")
@@ -33,21 +47,8 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
     late_quota = year_closed and msg.chronic_mgmt == "quota"
     outcome = choose(person, msgspec.structs.replace(msg, chronic_mgmt="inpatient_managed") if late_quota else msg,
                      hospital, pack)
-    facts_type = ev.HospitalStaySettled if msg.med_type == INPATIENT else ev.OutpatientVisitSettled
     y = person.years.get(year) or PersonYear(year)
-    facts = facts_type(
-        setl_id=msg.setl_id, mdtrt_id=msg.mdtrt_id, psn_no=msg.psn_no, admdvs=msg.admdvs, year=year,
-        insutype=msg.insutype, med_type=msg.med_type, chronic_mgmt=msg.chronic_mgmt, special_drug=msg.special_drug,
-        fixmedins_code=msg.fixmedins_code, designated=hospital.designated, in_province=hospital.in_province,
-        ooc_class=hospital.ooc_class, serious_disease_designated=hospital.serious_disease_designated,
-        begndate=msg.begndate, enddate=msg.enddate, setl_time=msg.setl_time, dise_codg=msg.dise_codg,
-        medfee_sumamt=msg.medfee_sumamt, fulamt_ownpay_amt=msg.fulamt_ownpay_amt, inscp_scp_amt=msg.inscp_scp_amt,
-        hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, status=outcome.status, oop=outcome.oop,
-        remaining=outcome.remaining, ci_base_before=y.ci_base, ci_base_added=outcome.ci_base_added,
-        assist_base_before=y.assist_base, assist_base_added=outcome.assist_base_added,
-        quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay, maf_pay=outcome.maf_pay,
-        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt, after_year_close=late_quota)
-    events: list[ev.LedgerEvent] = [facts]
+    events: list[ev.LedgerEvent] = [facts_of(msg, hospital, outcome, y, late_quota)]
     if outcome.ci is not None:
         events.append(outcome.ci)
     events.extend(payment_event(msg.setl_id, msg.psn_no, year, line) for line in outcome.lines)
@@ -57,12 +58,33 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
         setl_id=msg.setl_id, psn_no=msg.psn_no, result="settled", year=year, pack=pack.id, status=outcome.status,
         medfee_sumamt=msg.medfee_sumamt, hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, hifmi_pay=outcome.hifmi_pay,
         maf_pay=outcome.maf_pay, hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt,
-        lines=result_lines(outcome), cap=cap_of(outcome.cap_limit, outcome.cap_used),
+        lines=result_lines(outcome), cap=binding_cap(pack, outcome.status, outcome.cap_used, outcome.own_used),
         warnings=[w.code for w in warnings])
-    return Decision(events, [result], psn_no=msg.psn_no)
+    return Decision(events, [result], psn_no=msg.psn_no, claims=[(SETL_ID, msg.setl_id)])
 
 
-def payment_event(setl_id: str, psn_no: str, year: int, line: PlannedLine, adjustment: str | None = None):
+def facts_of(msg: Settlement, hospital: Hospital, outcome: Outcome, y: PersonYear,
+             after_year_close: bool) -> ev.SettlementFacts:
+    facts_type = ev.HospitalStaySettled if msg.med_type == INPATIENT else ev.OutpatientVisitSettled
+    return facts_type(
+        setl_id=msg.setl_id, mdtrt_id=msg.mdtrt_id, psn_no=msg.psn_no, admdvs=msg.admdvs, year=y.year,
+        insutype=msg.insutype, med_type=msg.med_type, chronic_mgmt=msg.chronic_mgmt, special_drug=msg.special_drug,
+        fixmedins_code=msg.fixmedins_code, designated=hospital.designated, in_province=hospital.in_province,
+        ooc_class=hospital.ooc_class, serious_disease_designated=hospital.serious_disease_designated,
+        begndate=msg.begndate, enddate=msg.enddate, setl_time=msg.setl_time, dise_codg=msg.dise_codg,
+        medfee_sumamt=msg.medfee_sumamt, fulamt_ownpay_amt=msg.fulamt_ownpay_amt, inscp_scp_amt=msg.inscp_scp_amt,
+        hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, status=outcome.status, oop=outcome.oop,
+        remaining=outcome.remaining, ci_base_before=y.ci_base, ci_base_added=outcome.ci_base_added,
+        assist_base_before=y.assist_base, assist_base_added=outcome.assist_base_added,
+        quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay, maf_pay=outcome.maf_pay,
+        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt, after_year_close=after_year_close,
+        ci_deductible=outcome.ci_deductible)
+
+
+def payment_event(setl_id: str, psn_no: str, year: int, line: PlannedLine, adjustment: str | None = None,
+                  amount=None, cap_used_before=None):
+    """The event of one planned line; an adjustment may pay less than the line (`amount`) against the
+    counters as they stand now (`cap_used_before`)."""
     if line.fund == "hospital":
         return ev.HospitalBorne(setl_id=setl_id, psn_no=psn_no, year=year, rule_id=line.rule_id, clause=line.clause,
                                 base=line.base, ratio=line.ratio, amount=line.amount)
@@ -70,23 +92,18 @@ def payment_event(setl_id: str, psn_no: str, year: int, line: PlannedLine, adjus
         setl_id=setl_id, psn_no=psn_no, year=year, rule_id=line.rule_id, clause=line.clause, base=line.base,
         ratio=line.ratio, threshold=line.threshold, cumulative_before=line.cumulative_before,
         formula_amount=line.formula_amount, counter=line.counter, cap_limit=line.cap_limit,
-        cap_used_before=line.cap_used_before, amount=line.amount, adjustment=adjustment)
+        cap_used_before=line.cap_used_before if cap_used_before is None else cap_used_before,
+        amount=line.amount if amount is None else amount, adjustment=adjustment)
 
 
 def result_lines(outcome: Outcome) -> list[Line]:
     lines = []
     if outcome.ci is not None:
         ci = outcome.ci
-        lines.append(Line("critical_illness", ci.rule_id, ci.clause, ci.base, ci.ratio, ci.amount))
-    lines.extend(Line(l.fund, l.rule_id, l.clause, l.base, l.ratio, l.amount) for l in outcome.lines)  # type: ignore[arg-type]
+        lines.append(result_line("critical_illness", ci.rule_id, ci.clause, ci.base, ci.ratio, ci.amount))
+    lines.extend(result_line(l.fund, l.rule_id, l.clause, l.base, l.ratio, l.amount)  # type: ignore[arg-type]
+                 for l in outcome.lines)
     return lines
-
-
-def cap_of(limit: Decimal | None, used: Decimal) -> Cap | None:
-    """The shared cap as results show it: every figure in yuan with two decimals (integration.md §0)."""
-    if limit is None:
-        return None
-    return Cap(money(limit), money(used), money(max(ZERO, limit - used)))
 
 
 def raised_warnings(y: PersonYear, msg: Settlement, outcome: Outcome, pack: Pack) -> list[ev.WarningRaised]:
@@ -98,12 +115,17 @@ def raised_warnings(y: PersonYear, msg: Settlement, outcome: Outcome, pack: Pack
         if rule.measure == "employee_burden":
             figure = y.burden + outcome.psn_part_amt
             threshold = rule.threshold_by_year.get(str(y.year))
+            if threshold is None:               # never a silent "no warning" (policy.md §12)
+                raise MissingParameter(f"warnings.{rule.code}.threshold_by_year", y.year, pack.id, rule.clause)
         else:
-            if not outcome.assist_base_added:
+            # 临汾 三(三): in-scope self-pay of stays at every hospital, designated or not (policy.md §12)
+            if msg.med_type != INPATIENT or rule.income_share is None:
                 continue
-            figure = y.assist_base + outcome.assist_base_added
-            threshold = pack.income_threshold(rule.income_share, y.year) if rule.income_share else None
-        if threshold is not None and figure > threshold:
+            threshold = pack.income_threshold(rule.income_share, y.year)
+            if not outcome.remaining:
+                continue
+            figure = y.inpatient_remaining + outcome.remaining
+        if figure > threshold:
             raised.append(ev.WarningRaised(psn_no=msg.psn_no, year=y.year, code=rule.code, clause=rule.clause,
                                            figure=figure, threshold=threshold, setl_id=msg.setl_id))
     return raised
@@ -119,19 +141,22 @@ def decide_cancel(person: Person, msg: SettlementCancel, pack: Pack | None) -> D
     events: list[ev.LedgerEvent] = [ev.SettlementCancelled(setl_id=facts.setl_id, psn_no=facts.psn_no,
                                                            year=facts.year, cancel_time=msg.cancel_time)]
     totals = {"critical_illness": ZERO, "assistance": ZERO, "hospital": ZERO}
+    y = person.years.get(facts.year) or PersonYear(facts.year)
+    shared, own = y.assistance_cap_used, dict(y.own_used)
     for payment in record.payments:
         fund = ("critical_illness" if isinstance(payment, ev.CriticalIllnessPaid)
                 else "hospital" if isinstance(payment, ev.HospitalBorne) else "assistance")
         counter = payment.counter if isinstance(payment, ev.AssistancePaid) else "none"
         totals[fund] += payment.amount
+        if counter == "shared":
+            shared -= payment.amount
+        if counter in ("shared", "own"):
+            own[payment.rule_id] = own.get(payment.rule_id, ZERO) - payment.amount
         events.append(ev.PaymentReversed(setl_id=facts.setl_id, psn_no=facts.psn_no, year=facts.year, fund=fund,
                                          rule_id=payment.rule_id, clause=payment.clause, counter=counter,
                                          amount=payment.amount))
-    y = person.years.get(facts.year) or PersonYear(facts.year)
-    shared_back = sum((p.amount for p in record.payments
-                       if isinstance(p, ev.AssistancePaid) and p.counter == "shared"), ZERO)
-    limit = pack.status_cap(facts.status) if pack else None
     result = CancelResult(setl_id=msg.setl_id, psn_no=msg.psn_no, result="reversed", year=facts.year,
                           hifmi_pay=totals["critical_illness"], maf_pay=totals["assistance"],
-                          hosp_part_amt=totals["hospital"], cap=cap_of(limit, y.assistance_cap_used - shared_back))
+                          hosp_part_amt=totals["hospital"],
+                          cap=binding_cap(pack, record.status, shared, own) if pack else None)
     return Decision(events, [result], psn_no=msg.psn_no)

@@ -24,6 +24,19 @@ def packs() -> PackSet:
     return PackSet.from_dir()
 
 
+def with_income(year: int, income: str, pack_id: str = "linfen-2022") -> PackSet:
+    """The shipped packs with one more year of the previous-year income figure (policy.md §12)."""
+    import msgspec
+    out = []
+    for p in packs().packs:
+        if p.id == pack_id and p.prev_year_income is not None:
+            by_year = {**p.prev_year_income.by_year, str(year): Decimal(income)}
+            p = msgspec.structs.replace(p, prev_year_income=msgspec.structs.replace(p.prev_year_income,
+                                                                                     by_year=by_year))
+        out.append(p)
+    return PackSet(out)
+
+
 def run_to_end(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         coro.send(None)
@@ -40,8 +53,8 @@ def D(value: str | int) -> Decimal:
 class Ledger:
     """A fresh in-memory ledger: `send` a message dict (or raw bytes), get its results as dicts."""
 
-    def __init__(self) -> None:
-        self.handler = replay_handler(packs())
+    def __init__(self, pack_set: PackSet | None = None) -> None:
+        self.handler = replay_handler(pack_set or packs())
         self.store = self.handler.store
 
     def send_raw(self, data: bytes) -> list[dict]:

@@ -81,7 +81,7 @@ def test_linfen_status_choice_cancel_rejections_and_year_close(linfen):
     codes = {r["setl_id"]: r["reason"]["code"] for r in linfen if r.get("result") == "rejected"}
     assert codes == {"LF-S011": "unknown_medins", "LF-S012": "not_enrolled"}
     closes = [r for r in linfen if r["msg_type"] == "year_close_result"]
-    assert [(c["result"], c["adjustments"]) for c in closes] == [("closed", 2), ("duplicate", 0)]
+    assert [(c["result"], len(c["adjustments"])) for c in closes] == [("closed", 2), ("duplicate", 0)]
     paid = {r["setl_id"]: r["maf_pay"] for r in linfen if r["msg_type"] == "settlement_adjustment"}
     assert paid == {"LF-V001": "120.00", "LF-V002": "180.00"}          # 0.30 × 400, 0.30 × 600
 
@@ -98,7 +98,7 @@ def test_qinghai_expenditure_poverty_retroactive_then_tilted_grant(qinghai):
     """Recognised 2022-07-01: QH-S004 0.50 × 3,600 = 1,800, QH-S005 0.50 × 2,000 = 1,000; the grant of 19,000
     then finds 20,000 − 2,800 = 17,200 and 1,800 is refused."""
     i = next(i for i, r in enumerate(qinghai) if r["msg_type"] == "identity_result" and r["status"] == "expenditure_poverty")
-    assert qinghai[i]["adjustments"] == 2
+    assert qinghai[i]["adjustments"] == qinghai[i + 1:i + 3]     # the reply carries them whole (§2)
     assert [(r["setl_id"], r["maf_pay"]) for r in qinghai[i + 1:i + 3]] == [("QH-S004", "1800.00"), ("QH-S005", "1000.00")]
     g = next(r for r in qinghai if r["msg_type"] == "grant_result" and r["result"] == "settled")
     assert (g["granted"], g["refused"], g["reason"]["code"]) == ("17200.00", "1800.00", "over_annual_cap")

@@ -7,6 +7,7 @@ from harness import D
 
 def test_grant_within_the_cap(ledger):
     """5,000 of 20,000: granted in full, cap used 5,000."""
+    ledger.one(enrolment("P", admdvs=QINGHAI))
     r = ledger.one(grant("G1", "P", "5000"))
     assert (r["result"], D(r["granted"]), D(r["refused"]), r["reason"]) == ("settled", D("5000"), 0, None)
     assert r["cap"] == {"limit": "20000.00", "used": "5000.00", "remaining": "15000.00"}
@@ -32,6 +33,7 @@ def test_grant_uses_up_room_of_later_settlements(ledger):
 
 
 def test_grant_when_the_cap_is_full_is_refused_whole(ledger):
+    ledger.one(enrolment("P", admdvs=QINGHAI))
     ledger.one(grant("G1", "P", "20000"))
     r = ledger.one(grant("G2", "P", "1"))
     assert (D(r["granted"]), D(r["refused"]), r["reason"]["code"]) == (0, D("1"), "over_annual_cap")

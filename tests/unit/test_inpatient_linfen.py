@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from builders import enrolment, identity, medins, stay
-from harness import D, line, rule_ids
+from harness import D, Ledger, line, rule_ids, with_income
 
 
 @pytest.fixture
@@ -152,10 +152,11 @@ def test_linfen_2_4_3_pompe_own_cap_60000(lf):
     assert lf.year("P").assistance_cap_used == 0
 
 
-def test_linfen_2_4_3_gaucher_needs_a_status(lf):
-    """policy.md §11: 'no status' gets base 大病 only and no assistance, Gaucher included."""
+def test_linfen_2_4_3_gaucher_needs_no_status(lf):
+    """policy.md §12 replaces §11 for this line: every Gaucher/Pompe patient gets it, status or not.
+    oop 50,000; 大病 0.60 × 40,000 = 24,000; remaining 26,000; 0.70 × 26,000 = 18,200.00."""
     r = lf.one(lf_stay("S1", in_scope="100000", hifp="50000", dise="E75.2"))
-    assert D(r["maf_pay"]) == 0 and r["status"] is None
+    assert (D(r["maf_pay"]), r["status"]) == (D("18200.00"), None)
 
 
 # ---- 二(四)5 key_entitled ---------------------------------------------------------------------------------
@@ -296,9 +297,12 @@ def test_linfen_2_6_returned_poverty_85_percent_on_the_share_and_hospital_bears_
     assert figures(r) == (0, D("4950.00"), D("1000.00"), D("1050.00"))
 
 
-def test_linfen_2_6_returned_poverty_85_percent_only_in_the_transition_period(lf):
+def test_linfen_2_6_returned_poverty_85_percent_only_in_the_transition_period():
     """临汾 二(六) 过渡期 2022–2025: in 2026 the 85% line stops; the hospital control stays.
-    Same stay as above in 2026: maf 2,400.00 only; hospital 1,000.00; psn 3,600.00."""
+    Same stay as above in 2026: maf 2,400.00 only; hospital 1,000.00; psn 3,600.00.
+    (The shipped pack has no 2026 income figure for the 三(三) warning: a pack extended with one.)"""
+    lf = Ledger(with_income(2026, "30000"))
+    lf.send(medins("LF-NS", serious=False), enrolment("P", year=2026, std="400"))
     with_status(lf, "returned_poverty")
     r = lf.one(lf_stay("S1", total="10000", ooc="4000", in_scope="6000", hifp="3000", hospital="LF-NS",
                        enddate="2026-03-10"))

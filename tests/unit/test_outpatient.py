@@ -129,8 +129,9 @@ def test_linfen_2_5_year_close_pays_quota_visits_once(lf):
     quota_year(lf)
     out = lf.send(year_close("141000", 2022))
     assert out[0]["msg_type"] == "year_close_result"
-    assert (out[0]["result"], out[0]["adjustments"]) == ("closed", 3)
+    assert out[0]["result"] == "closed"
     adj = out[1:]
+    assert out[0]["adjustments"] == adj          # integration.md §2: the reply carries them whole
     assert [a["msg_type"] for a in adj] == ["settlement_adjustment"] * 3
     assert [(a["setl_id"], D(a["maf_pay"])) for a in adj] == [
         ("V1", D("120.00")), ("V2", D("150.00")), ("V3", D("180.00"))]
@@ -144,7 +145,7 @@ def test_year_close_repeated_is_a_duplicate_and_pays_nothing_more(lf):
     quota_year(lf)
     lf.send(year_close("141000", 2022))
     again = lf.send(year_close("141000", 2022))
-    assert [(r["msg_type"], r["result"], r["adjustments"]) for r in again] == [("year_close_result", "duplicate", 0)]
+    assert [(r["msg_type"], r["result"], r["adjustments"]) for r in again] == [("year_close_result", "duplicate", [])]
     assert lf.year("P").assistance_cap_used == D("450.00")
 
 
@@ -166,7 +167,7 @@ def test_year_close_skips_cancelled_quota_visits_and_other_areas(lf):
     """A cancelled visit is not paid; a year_close of another area pays nothing here."""
     quota_year(lf)
     lf.one(cancel("V2", "P"))
-    assert lf.send(year_close("630000", 2022))[0]["adjustments"] == 0
+    assert lf.send(year_close("630000", 2022))[0]["adjustments"] == []
     out = lf.send(year_close("141000", 2022))
     assert [a["setl_id"] for a in out[1:]] == ["V1", "V3"]
 
@@ -193,7 +194,7 @@ def test_a_quota_visit_settled_after_year_close_is_paid_at_the_visit(lf):
     assert lf.year("P").assistance_cap_used == D("660.00")
     facts = lf.person("P").settlements["V9"].facts
     assert facts.after_year_close and facts.chronic_mgmt == "quota" and facts.quota_base == 0
-    assert lf.send(year_close("141000", 2022))[0]["adjustments"] == 0
+    assert lf.send(year_close("141000", 2022))[0]["adjustments"] == []
     c = lf.one(cancel("V9", "P"))
     assert (c["result"], D(c["maf_pay"])) == ("reversed", D("210.00"))
     assert lf.year("P").assistance_cap_used == D("450.00")
