@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from events.ledger import MessageRejected
-from events.messages import Inbound, Settlement, YearClose
-from events.results import Outbound, YearCloseResult
+from events.messages import Inbound, Settlement, TiltedGrant, YearClose
+from events.results import Outbound, SettlementAdjustment, YearCloseResult
 from events.validation import Invalid, decode
 from services.adjudicator.store import Conflict, Store
-from services.policy.decision import Context, Decision
+from services.policy.decision import GRANT_ID, SETL_ID, Context, Decision
 from services.policy.engine import Engine
 from services.policy.year_end import has_quota_due
 
@@ -27,6 +27,15 @@ MAX_CONFLICT_RETRIES = 50
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def global_key(message: Inbound) -> tuple[str, str] | None:
+    """The key a message claims for its person across the whole ledger (integration.md §2)."""
+    if isinstance(message, Settlement):
+        return SETL_ID, message.setl_id
+    if isinstance(message, TiltedGrant):
+        return GRANT_ID, message.grant_id
+    return None
 
 
 @dataclass
@@ -54,6 +63,7 @@ class Handler:
     async def _decide_and_append(self, message: Inbound, ctx: Context, raw: bytes = b"",
                                  source: str = "") -> Decision:
         psn_no = getattr(message, "psn_no", None)
+        key = global_key(message)
         refresh = False
         for _ in range(MAX_CONFLICT_RETRIES):
             person = await self.store.person(psn_no) if psn_no else None
@@ -62,7 +72,10 @@ class Handler:
                     and message.fixmedins_code not in ref.hospitals):
                 refresh = True          # another process may have just recorded the hospital
                 continue
-            decision = self.engine.decide(message, person, ref, ctx)
+            # Optimistic: the claim goes into the same atomic append, which fails if another person holds
+            # the key; only then (refresh) is the holder looked up (integration.md §2 "Keys are global").
+            taken = key is not None and psn_no is not None and await self.store.key_taken(key, psn_no, refresh)
+            decision = self.engine.decide(message, person, ref, ctx, key_taken=taken)
             if decision.ref_kind == "rejected" and raw:
                 # A dead letter keeps the bytes as received and where they came from, to re-drive them.
                 decision.events = [msgspec.structs.replace(e, raw=raw, source=source)
@@ -77,7 +90,7 @@ class Handler:
         raise RuntimeError(f"gave up after {MAX_CONFLICT_RETRIES} conflicting writers")
 
     async def _year_end(self, close: YearClose, ctx: Context, closed: Outbound) -> tuple[Outbound, list[Outbound]]:
-        adjustments: list[Outbound] = []
+        adjustments: list[SettlementAdjustment] = []
         async for psn_no in self.store.persons_due(close.admdvs, close.year):
             for _ in range(MAX_CONFLICT_RETRIES):
                 person = await self.store.person(psn_no)
@@ -89,8 +102,7 @@ class Handler:
                 except Conflict:
                     self.store.forget(psn_no)
                     continue
-                adjustments.extend(decision.results)
+                adjustments.extend(r for r in decision.results if isinstance(r, SettlementAdjustment))
                 break
         assert isinstance(closed, YearCloseResult)
-        return YearCloseResult(admdvs=closed.admdvs, year=closed.year, result=closed.result,
-                               adjustments=len(adjustments)), adjustments
+        return msgspec.structs.replace(closed, adjustments=adjustments), adjustments

@@ -9,6 +9,10 @@ Layout (stream LEDGER, services/runtime/stream.py):
   decision was made on (0 for a new person); the server refuses a stale writer
   (err_code 10071) and we raise `Conflict`, so the handler reloads and decides
   again. Two adjudicators can never both spend the same room under a cap.
+* ``ledger.ref.key.<hash>`` — the claim of a global key (``setl_id``, ``grant_id``) by one person, in
+  the same atomic batch as that person's commit and expecting sequence 0 on its subject: the second
+  person to claim a key fails the whole batch (10071) and is answered ``setl_id_conflict`` after a
+  reload (integration.md §2 "Keys are global", ADR 0013).
 * ``ledger.ref.<kind>`` — reference decisions: ``medins``, ``year_close``
   (guarded the same way on its own subject, so a repeated close is a
   ``duplicate`` across processes) and ``rejected`` (dead letters, unguarded:
@@ -42,15 +46,16 @@ from nats.js.errors import APIError
 
 from events import ledger as ev
 from events.chain import seal_stored
+from events.upcast import decode_commit
 from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.adjudicator.store import Conflict
 from services.policy.decision import Decision
 from services.policy.engine import Reference
 from services.policy.state import Person, apply_commit
 from services.policy.year_end import area_prefix
-from services.runtime.secrets import person_key
+from services.runtime.secrets import keyed_hash, person_key
 from services.runtime.stream import (
-    EXPECTED_LAST_SUBJECT_SEQ,
+    KEY_SUBJECT,
     PERSON_SUBJECT,
     REF_SUBJECT,
     STREAM,
@@ -91,15 +96,23 @@ class JetStreamStore:
         self.metrics = metrics
         self.stream = stream
         self.ref = ReferenceFollower(js, stream=stream, timeout=timeout, poll_every=ref_poll_every)
-        self.publisher = publisher                    # services.ingest.natsfast.JetStreamPublisher, or js.publish
+        self.publisher = publisher                    # services.ingest.natsfast.JetStreamPublisher
+        self._own_publisher = publisher is None
+        self._key_holders: OrderedDict[str, str] = OrderedDict()   # key subject → person_key, seen claimed
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.publisher is None:
+            from services.ingest.natsfast import JetStreamPublisher
+            self.publisher = JetStreamPublisher(self.js._nc, timeout=self.timeout)
+            await self.publisher.start()
         await self.ref.start()
 
     async def close(self) -> None:
         await self.ref.close()
+        if self._own_publisher and self.publisher is not None:
+            await self.publisher.close()
 
     # --- persons -----------------------------------------------------------------------
 
@@ -128,7 +141,7 @@ class JetStreamStore:
         msgs = await read_subject(self.js, subject, stream=self.stream, timeout=self.timeout)
         person = Person(psn_no) if psn_no is not None else None
         for msg in msgs:
-            commit = ev.COMMIT_DECODER.decode(msg.data)
+            commit = decode_commit(msg.data)
             if person is None:
                 found = next((e.psn_no for e in commit.events if isinstance(getattr(e, "psn_no", None), str)), None)
                 if found is None:
@@ -154,7 +167,7 @@ class JetStreamStore:
             if entry.person.version != version:
                 continue                              # moved while we read: read again from the new version
             for msg in msgs:
-                apply_commit(entry.person, ev.COMMIT_DECODER.decode(msg.data), msg.seq)
+                apply_commit(entry.person, decode_commit(msg.data), msg.seq)
             entry.stale = False
             return
 
@@ -172,6 +185,37 @@ class JetStreamStore:
     @property
     def cached_persons(self) -> int:
         return len(self._cache)
+
+    # --- global keys -------------------------------------------------------------------
+
+    def key_subject(self, key: tuple[str, str]) -> str:
+        return KEY_SUBJECT.format(keyed_hash(self._secret, f"{key[0]}:{key[1]}"))
+
+    async def key_taken(self, key: tuple[str, str], psn_no: str, fresh: bool) -> bool:
+        """From what this process has seen claimed; `fresh` (after a conflict) reads the key's subject."""
+        subject = self.key_subject(key)
+        holder = self._key_holders.get(subject)
+        if holder is None and fresh:
+            msgs = await read_subject(self.js, subject, stream=self.stream, timeout=self.timeout)
+            claims = [e for m in msgs[:1] for e in decode_commit(m.data).events if isinstance(e, ev.KeyClaimed)]
+            if claims:
+                holder = claims[0].person_key
+                self._remember_key(subject, holder)
+        return holder is not None and holder != person_key(self._secret, psn_no)
+
+    def _remember_key(self, subject: str, holder: str) -> None:
+        self._key_holders[subject] = holder
+        if len(self._key_holders) > self.cache_size:
+            self._key_holders.popitem(last=False)
+
+    def _claim(self, key: tuple[str, str], holder: str, first: ev.LedgerEvent) -> tuple[str, bytes]:
+        """The claim's subject and commit: one `KeyClaimed` event, stamped like the decision that takes it."""
+        subject = self.key_subject(key)
+        claim = ev.KeyClaimed(event_id=f"{first.event_id}:key:{key[0]}", correlation_id=first.correlation_id,
+                              causation_id=first.causation_id, recorded_at=first.recorded_at, kind=key[0],
+                              key_hash=subject.rsplit(".", 1)[1], person_key=holder)
+        events, stored, _ = seal_stored([claim], "")
+        return subject, _encode_commit(ev.Commit(claim.event_id, claim.correlation_id, events), stored)
 
     # --- appending ---------------------------------------------------------------------
 
@@ -194,9 +238,12 @@ class JetStreamStore:
         subject = entry.subject if entry is not None else self.subject_of(psn_no)
         events, stored, _ = seal_stored(decision.events, head)
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        payload = _encode_commit(commit, stored)
+        batch = [(subject, _encode_commit(commit, stored), expected)]
+        holder = subject.rsplit(".", 1)[1]
+        claims = [self._claim(key, holder, events[0]) for key in decision.claims]
+        batch.extend((claim_subject, payload, 0) for claim_subject, payload in claims)
         try:
-            seq = await self._publish(subject, payload, expected)
+            seq = await self.publisher.publish_batch(batch) - len(claims)   # the person's commit leads the batch
         except APIError as exc:
             self.forget(psn_no)
             if exc.err_code == WRONG_LAST_SEQUENCE:
@@ -208,6 +255,8 @@ class JetStreamStore:
         except BaseException:
             self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
             raise
+        for claim_subject, _ in claims:
+            self._remember_key(claim_subject, holder)
         if person.version == expected:
             apply_commit(person, commit, seq)
             entry = self._cache.get(psn_no)
@@ -244,14 +293,7 @@ class JetStreamStore:
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
-        if self.publisher is not None:
-            headers = None
-            if expected is not None:
-                headers = f"NATS/1.0\r\n{EXPECTED_LAST_SUBJECT_SEQ}: {expected}\r\n\r\n".encode()
-            return await self.publisher.publish(subject, payload, headers)
-        ack = await self.js.publish(subject, payload, timeout=self.timeout,
-                                    headers=None if expected is None else {EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
-        return ack.seq
+        return await self.publisher.publish_batch([(subject, payload, expected)])
 
     # --- reference data ----------------------------------------------------------------
 
@@ -312,6 +354,6 @@ def _encode_commit(commit: ev.Commit, stored: list) -> bytes:
 
 
 def _has_quota_visits(person: Person, prefix: str, year: int) -> bool:
-    return any(r.facts.year == year and r.facts.quota_base > 0 and r.facts.admdvs.startswith(prefix)
+    return any(r.facts.year == year and r.quota_base > 0 and r.facts.admdvs.startswith(prefix)
                for r in person.settlements.values())
 

@@ -28,6 +28,7 @@ class MemoryStore:
         self.ref = Reference()
         self.ref_events: list[ev.LedgerEvent] = []
         self.commits: list[tuple[str | None, ev.Commit]] = []   # (psn_no or None, commit), in append order
+        self.keys: dict[tuple[str, str], str] = {}              # global key → psn_no holding it
         self._seq = 0
 
     async def person(self, psn_no: str) -> Person:
@@ -39,6 +40,9 @@ class MemoryStore:
     async def reference(self, refresh: bool = False) -> Reference:
         return self.ref
 
+    async def key_taken(self, key: tuple[str, str], psn_no: str, fresh: bool) -> bool:
+        return self.keys.get(key, psn_no) != psn_no
+
     async def append(self, decision: Decision, person: Person | None) -> None:
         if not decision.events and not decision.results:
             return
@@ -48,6 +52,10 @@ class MemoryStore:
                 raise Conflict(decision.psn_no)
             if not decision.events:
                 return           # duplicates answer from state; nothing new to store
+            if any(self.keys.get(key, decision.psn_no) != decision.psn_no for key in decision.claims):
+                raise Conflict(decision.psn_no)
+            for key in decision.claims:
+                self.keys[key] = decision.psn_no
             events, _ = seal(decision.events, current.head_hash)
             self._seq += 1
             commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)

@@ -21,7 +21,12 @@ class Store(Protocol):
         """Hospitals and closed years; `refresh` catches up with the stream first."""
 
     async def append(self, decision: Decision, person: Person | None) -> None:
-        """Append all events of one decision at once, guarded by the person's version; raises Conflict."""
+        """Append all events of one decision at once, guarded by the person's version, with its key
+        claims (none may be held by another person); raises Conflict."""
+
+    async def key_taken(self, key: tuple[str, str], psn_no: str, fresh: bool) -> bool:
+        """Whether another person holds this global key (`fresh`: ask the source of truth, after a
+        conflict; else a cheap answer is enough, since the append itself refuses a taken key)."""
 
     def forget(self, psn_no: str) -> None:
         """Drop a cached person after a conflict."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,6 +39,8 @@ from nats.js.errors import APIError, NoStreamResponseError
 log = structlog.get_logger(component="ledger.natsfast")
 
 _DECODE = msgspec.json.Decoder()
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
+BATCH_ID, BATCH_SEQUENCE, BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"   # ADR-50
 _ENCODE = msgspec.json.Encoder()
 _CRLF = b"\r\n"
 
@@ -163,6 +166,10 @@ async def send(nc: Any, subject: str, payload: bytes, headers: bytes | None = No
         await nc._flush_pending()
 
 
+def _expect(expected: int | None) -> bytes | None:
+    return None if expected is None else headers_bytes({EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
+
+
 class JetStreamPublisher:
     """JetStream publishes awaiting their PubAck through one wildcard inbox, timed out by one sweeper."""
 
@@ -203,6 +210,38 @@ class JetStreamPublisher:
         self._pending[token] = (fut, loop.time() + self.timeout)
         try:
             await send(self.nc, subject, payload, headers, self._inbox + token)
+            data = await fut
+        finally:
+            self._pending.pop(token, None)
+        ack = _DECODE.decode(data)
+        error = ack.get("error")
+        if error is not None:
+            raise APIError.from_error(error)
+        return ack["seq"]
+
+    async def publish_batch(self, messages: list[tuple[str, bytes, int | None]]) -> int:
+        """Store `messages` (subject, payload, expected last subject sequence or None) as one JetStream
+        atomic batch (nats-io ADR-50): all or none, each expectation checked at commit under the stream's
+        lock. Only the commit is acknowledged; returns its stream sequence (the batch's messages hold the
+        sequences just before it, in order). Raises APIError as `publish` (10071 if any expectation fails).
+        """
+        if len(messages) == 1:
+            subject, payload, expected = messages[0]
+            return await self.publish(subject, payload, _expect(expected))
+        batch_id = secrets.token_hex(12)
+        token = str(next(self._ids))
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending[token] = (fut, loop.time() + self.timeout)
+        try:
+            last = len(messages)
+            for n, (subject, payload, expected) in enumerate(messages, start=1):
+                headers = {BATCH_ID: batch_id, BATCH_SEQUENCE: str(n)}
+                if expected is not None:
+                    headers[EXPECTED_LAST_SUBJECT_SEQ] = str(expected)
+                if n == last:
+                    headers[BATCH_COMMIT] = "1"
+                await send(self.nc, subject, payload, headers_bytes(headers), self._inbox + token if n == last else "")
             data = await fut
         finally:
             self._pending.pop(token, None)

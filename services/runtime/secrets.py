@@ -27,7 +27,7 @@ from pathlib import Path
 
 from services.runtime.settings import ROLES, Settings
 
-__all__ = ["PERSON_KEY_HEX_LEN", "person_key", "person_key_secret", "role_tokens"]
+__all__ = ["PERSON_KEY_HEX_LEN", "keyed_hash", "person_key", "person_key_secret", "role_tokens"]
 
 PERSON_KEY_HEX_LEN = 32  # 128 bits: no collisions in practice, short subject tokens
 PERSON_KEY_FILE = "person_key.secret"
@@ -73,8 +73,12 @@ def person_key(secret: bytes, psn_no: str) -> str:
     """HMAC-SHA256 of ``psn_no`` under ``secret``, first 32 hex chars (a valid subject token)."""
     if not psn_no:
         raise ValueError("psn_no must not be empty")
-    digest = hmac.new(secret, psn_no.encode("utf-8"), hashlib.sha256).hexdigest()
-    return digest[:PERSON_KEY_HEX_LEN]
+    return keyed_hash(secret, psn_no)
+
+
+def keyed_hash(secret: bytes, text: str) -> str:
+    """HMAC-SHA256 of ``text`` under ``secret``, first 32 hex chars: names a subject without showing it."""
+    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()[:PERSON_KEY_HEX_LEN]
 
 
 def _new_tokens() -> str:

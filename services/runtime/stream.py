@@ -39,6 +39,7 @@ from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 __all__ = [
     "DUPLICATE_WINDOW_S",
+    "KEY_SUBJECT",
     "PERSON_SUBJECT",
     "REF_SUBJECT",
     "STREAM",
@@ -52,7 +53,8 @@ __all__ = [
 STREAM = "LEDGER"
 PERSON_SUBJECT = "ledger.person.{}"
 REF_SUBJECT = "ledger.ref.{}"
-SUBJECTS = ["ledger.person.*", "ledger.ref.*"]
+KEY_SUBJECT = "ledger.ref.key.{}"          # a global key's claim (setl_id, grant_id), by keyed hash (ADR 0013)
+SUBJECTS = ["ledger.person.*", "ledger.ref.*", "ledger.ref.key.*"]
 DUPLICATE_WINDOW_S = 120.0
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE = 10071  # JetStream err_code for a failed expected-sequence check
@@ -76,14 +78,15 @@ def _supports(name: str) -> bool:
 
 
 async def ensure_ledger_stream(
-    js: Any, *, replicas: int | None = None, allow_atomic: bool = False
+    js: Any, *, replicas: int | None = None, allow_atomic: bool = True
 ) -> StreamInfo:
     """Create stream LEDGER, or bring an existing one to the required settings; never delete.
 
     ``replicas`` applies on create (default 1) and, if given, on update.
-    ``allow_atomic=True`` turns on atomic batch publish (server 2.12+); False
-    leaves the current value alone. Raises ``RuntimeError`` if the stream
-    exists with a storage or retention that cannot be changed in place.
+    ``allow_atomic=True`` turns on atomic batch publish (server 2.12+), which a
+    decision that claims a global key needs (ADR 0013); False leaves the current
+    value alone. Raises ``RuntimeError`` if the stream exists with a storage or
+    retention that cannot be changed in place.
     """
     if allow_atomic and not _supports("allow_atomic"):
         raise RuntimeError("allow_atomic needs nats-py >= 2.12 (StreamConfig.allow_atomic)")

@@ -184,10 +184,10 @@ async def test_http_gives_the_same_result_as_request_reply(fresh_nats_url: str, 
 class _Exploding(Engine):
     """Crashes on one settlement, as a bug would."""
 
-    def decide(self, message, person, ref, ctx):  # type: ignore[override]
+    def decide(self, message, person, ref, ctx, key_taken=False):  # type: ignore[override]
         if getattr(message, "setl_id", None) == "BOOM":
             raise RuntimeError("the engine fell over")
-        return super().decide(message, person, ref, ctx)
+        return super().decide(message, person, ref, ctx, key_taken)
 
 
 async def test_poison_message_is_dead_lettered_after_max_deliver(fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:

@@ -40,9 +40,9 @@ async def test_ensure_ledger_stream_creates_with_guard_rails(js) -> None:
     info = await ensure_ledger_stream(js)
     cfg = info.config
     assert cfg.name == STREAM
-    assert cfg.subjects == ["ledger.person.*", "ledger.ref.*"]
+    assert cfg.subjects == ["ledger.person.*", "ledger.ref.*", "ledger.ref.key.*"]
     assert cfg.storage == StorageType.FILE
-    assert cfg.deny_delete and cfg.deny_purge and cfg.allow_direct
+    assert cfg.deny_delete and cfg.deny_purge and cfg.allow_direct and cfg.allow_atomic
     assert cfg.duplicate_window == 120.0
     assert (cfg.max_msgs, cfg.max_bytes, cfg.max_age, cfg.max_msgs_per_subject) == (-1, -1, 0.0, -1)
 
@@ -56,8 +56,8 @@ async def test_ensure_ledger_stream_repairs_an_existing_stream(fresh_nats_url: s
         js = nc.jetstream()
         await js.add_stream(name=STREAM, subjects=["ledger.person.*", "ops.*"], storage="file", max_age=60)
         cfg = (await ensure_ledger_stream(js)).config
-        assert cfg.subjects == ["ledger.person.*", "ops.*", "ledger.ref.*"]  # extra subject kept
-        assert cfg.deny_delete and cfg.deny_purge and cfg.max_age == 0.0 and cfg.duplicate_window == 120.0
+        assert cfg.subjects == ["ledger.person.*", "ops.*", "ledger.ref.*", "ledger.ref.key.*"]  # extra kept
+        assert cfg.allow_atomic and cfg.deny_delete and cfg.deny_purge and cfg.max_age == 0.0 and cfg.duplicate_window == 120.0
     finally:
         await nc.close()
 
