@@ -34,8 +34,8 @@ def _fold_claims_and_usage(state: ClaimsState, msg: Message) -> list[Op]:
     return [*fold_claims(state, msg), *fold_usage(state, msg)]
 
 
-_LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementCancelled,
-          ev.PaymentReversed, ev.WarningRaised)
+_LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementRedecided,
+          ev.SettlementCancelled, ev.PaymentReversed, ev.WarningRaised)
 MAX_INDEX = 100_000   # settlements kept in memory (~1 kB each); past it the older half is dropped
 
 
@@ -53,13 +53,13 @@ def _missing_settlements(state: ClaimsState, msgs: list[Message]) -> list[tuple[
 async def _load_settlements(conn, schema: str, state: ClaimsState, keys: list[tuple[str, str]]) -> None:
     rows = await conn.fetch(
         f'SELECT setl_id, person_key, admdvs, inpatient, ci_base_added, assist_base_added, medfee_sumamt, '
-        f'psn_part_amt, maf_adjusted FROM "{schema}".settlement '
+        f'psn_part_amt, maf_adjusted, hifmi_adjusted, assist_base_delta FROM "{schema}".settlement '
         f'WHERE (person_key, setl_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))',
         [k[0] for k in keys], [k[1] for k in keys])
     for r in rows:
         state.settlements[(r["person_key"], r["setl_id"])] = SetlMeta(
             r["admdvs"], r["inpatient"], r["ci_base_added"], r["assist_base_added"], r["medfee_sumamt"],
-            r["psn_part_amt"], r["maf_adjusted"])
+            r["psn_part_amt"], r["maf_adjusted"], r["hifmi_adjusted"], r["assist_base_delta"])
 
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from events import ledger as ev
+from events.messages import INPATIENT
 from projections.model import Insert, Message, Op, Table, Upsert
 
 SETTLEMENT = Table("settlement", ("setl_id", "person_key"), (
@@ -19,7 +20,8 @@ SETTLEMENT = Table("settlement", ("setl_id", "person_key"), (
     "begndate", "enddate", "setl_time", "dise_codg", "pack", "pack_version", "status", "medfee_sumamt",
     "fulamt_ownpay_amt", "inscp_scp_amt", "hifp_pay", "oth_pay", "oop", "remaining", "ci_base_added",
     "assist_base_added", "hifmi_pay", "maf_pay", "hosp_part_amt", "psn_part_amt", "maf_adjusted", "cancelled",
-    "cancel_time", "seq", "event_id", "recorded_at"), frozenset({"maf_adjusted"}))
+    "cancel_time", "seq", "event_id", "recorded_at", "hifmi_adjusted", "assist_base_delta", "redecided_status"),
+    frozenset({"maf_adjusted", "hifmi_adjusted", "assist_base_delta"}))
 LINE = Table("settlement_line", ("seq", "idx"), (
     "seq", "idx", "setl_id", "person_key", "kind", "fund", "rule_id", "clause", "base", "ratio", "threshold",
     "cumulative_before", "formula_amount", "counter", "cap_limit", "cap_used_before", "amount", "adjustment",
@@ -41,6 +43,13 @@ class SetlMeta:
     medfee_sumamt: Decimal
     psn_part_amt: Decimal
     maf_adjusted: Decimal
+    hifmi_adjusted: Decimal = Decimal(0)       # 大病 paid later (a status recognised late, policy.md §12)
+    assist_base_delta: Decimal = Decimal(0)    # the stay's assistance base moved by a re-decision
+
+    @property
+    def owed(self) -> Decimal:
+        """What the person still pays for the stay."""
+        return self.psn_part_amt - self.maf_adjusted - self.hifmi_adjusted
 
 
 @dataclass(slots=True)
@@ -83,16 +92,25 @@ def fold_claims(state: ClaimsState, msg: Message) -> list[Op]:
     cancel_time: dt.datetime | None = None
     for idx, e in enumerate(msg.events):
         if isinstance(e, ev.SettlementFacts):
-            state.settlements[(pk, e.setl_id)] = SetlMeta(e.admdvs, e.med_type == "21", e.ci_base_added,
+            state.settlements[(pk, e.setl_id)] = SetlMeta(e.admdvs, e.med_type == INPATIENT, e.ci_base_added,
                                                           e.assist_base_added, e.medfee_sumamt, e.psn_part_amt,
                                                           Decimal(0))
             ops.append(Insert(SETTLEMENT, _facts_row(msg, e)))
         elif isinstance(e, ev.CriticalIllnessPaid):
             meta = state.meta(pk, e.setl_id)
-            ops.append(_line(msg, idx, e, "payment", "critical_illness", base=e.base, ratio=e.ratio,
-                             threshold=e.deductible, cumulative_before=e.cumulative_before, cap_limit=e.cap_limit,
-                             cap_used_before=e.paid_before))
-            ops.append(_flow(meta.admdvs, "critical_illness", _setl_time(msg), e.amount))
+            ops.append(_line(msg, idx, e, "adjustment" if e.adjustment else "payment", "critical_illness",
+                             base=e.base, ratio=e.ratio, threshold=e.deductible, cumulative_before=e.cumulative_before,
+                             cap_limit=e.cap_limit, cap_used_before=e.paid_before, adjustment=e.adjustment))
+            if e.adjustment:
+                meta.hifmi_adjusted += e.amount
+                ops.append(Upsert(SETTLEMENT, (e.setl_id, pk), add={"hifmi_adjusted": e.amount}))
+            ops.append(_flow(meta.admdvs, "critical_illness", e.recorded_at if e.adjustment else _setl_time(msg),
+                             e.amount))
+        elif isinstance(e, ev.SettlementRedecided):
+            meta = state.meta(pk, e.setl_id)
+            meta.assist_base_delta += e.assist_base_delta
+            ops.append(Upsert(SETTLEMENT, (e.setl_id, pk), add={"assist_base_delta": e.assist_base_delta},
+                              set={"redecided_status": e.status}))
         elif isinstance(e, ev.AssistancePaid):
             meta = state.meta(pk, e.setl_id)
             kind = "adjustment" if e.adjustment else "payment"
@@ -139,8 +157,8 @@ def _setl_time(msg: Message) -> dt.datetime | None:
 def _facts_row(msg: Message, e: ev.SettlementFacts) -> tuple:
     """The settlement's row in SETTLEMENT column order (COPY needs no names)."""
     return (
-        e.setl_id, msg.person_key, e.mdtrt_id, e.admdvs, e.year, e.med_type, e.med_type == "21", e.insutype,
+        e.setl_id, msg.person_key, e.mdtrt_id, e.admdvs, e.year, e.med_type, e.med_type == INPATIENT, e.insutype,
         e.fixmedins_code, e.begndate, e.enddate, e.setl_time, e.dise_codg, e.pack, e.pack_version, e.status,
         e.medfee_sumamt, e.fulamt_ownpay_amt, e.inscp_scp_amt, e.hifp_pay, e.oth_pay, e.oop, e.remaining,
         e.ci_base_added, e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt, e.psn_part_amt,
-        Decimal(0), False, None, msg.seq, e.event_id, e.recorded_at)
+        Decimal(0), False, None, msg.seq, e.event_id, e.recorded_at, Decimal(0), Decimal(0), None)

@@ -84,6 +84,10 @@ def person_messages(psn_no: str, rng: random.Random, year: int = 2022) -> list[b
         out.append(_dump({"msg_type": "psn_identity", "psn_no": psn_no, "admdvs": admdvs,
                           "status": "expenditure_poverty", "action": "grant", "begndate": f"{year}-12-15",
                           "source_dept": "民政", "doc_no": f"E-{psn_no}"}))
+    if admdvs.startswith("1410") and rng.random() < 0.15:   # 低保 recognised late: stays re-decided (§12)
+        out.append(_dump({"msg_type": "psn_identity", "psn_no": psn_no, "admdvs": admdvs, "status": "dibao",
+                          "action": "grant", "begndate": f"{year}-05-01", "source_dept": "民政",
+                          "doc_no": f"L-{psn_no}"}))
     if rng.random() < 0.1:
         out.append(_dump({"msg_type": "tilted_grant", "grant_id": f"G-{psn_no}", "psn_no": psn_no, "admdvs": admdvs,
                           "year": year, "amount": str(_money(rng, 500, 8000)), "approval_no": f"A-{psn_no}",

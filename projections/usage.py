@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from events import ledger as ev
+from events.messages import INPATIENT
 from projections.claims import ClaimsState
 from projections.model import Message, Op, Table, Upsert
 
@@ -54,9 +55,11 @@ def fold_usage(state: ClaimsState, msg: Message) -> list[Op]:
     for e in msg.events:
         if isinstance(e, ev.SettlementFacts):
             u = year(e.year, e)
-            k = _kind(e.med_type == "21")
+            k = _kind(e.med_type == INPATIENT)
             u.set.update(admdvs=e.admdvs, insutype=e.insutype, pack=e.pack, pack_version=e.pack_version,
                          status_applied=e.status)
+            if e.ci_deductible is not None:      # the deductible the decision used (policy.md §4)
+                u.set["ci_deductible"] = e.ci_deductible
             add(u, settlements=1, ci_base=e.ci_base_added, assist_base=e.assist_base_added,
                 **{f"{k}_count": 1, f"{k}_medfee": e.medfee_sumamt, f"{k}_hifmi": e.hifmi_pay,
                    f"{k}_maf": e.maf_pay, f"{k}_hosp": e.hosp_part_amt, f"{k}_psn": e.psn_part_amt})
@@ -65,6 +68,11 @@ def fold_usage(state: ClaimsState, msg: Message) -> list[Op]:
             u.set["ci_deductible"] = e.deductible
             add(u, ci_paid=e.amount)
             rule(e.year, e.rule_id, "critical_illness", e.amount)
+            if e.adjustment:
+                k = _kind(state.meta(pk, e.setl_id).inpatient)
+                add(u, **{f"{k}_hifmi": e.amount, f"{k}_psn": -e.amount})
+        elif isinstance(e, ev.SettlementRedecided):
+            add(year(e.year, e), assist_base=e.assist_base_delta)
         elif isinstance(e, ev.AssistancePaid):
             u = year(e.year, e)
             rule(e.year, e.rule_id, "assistance", e.amount)
@@ -81,9 +89,9 @@ def fold_usage(state: ClaimsState, msg: Message) -> list[Op]:
         elif isinstance(e, ev.SettlementCancelled):
             meta = state.meta(pk, e.setl_id)
             k = _kind(meta.inpatient)
-            add(year(e.year, e), cancelled=1, ci_base=-meta.ci_base_added, assist_base=-meta.assist_base_added,
-                **{f"{k}_count": -1, f"{k}_medfee": -meta.medfee_sumamt,
-                   f"{k}_psn": -(meta.psn_part_amt - meta.maf_adjusted)})
+            add(year(e.year, e), cancelled=1, ci_base=-meta.ci_base_added,
+                assist_base=-(meta.assist_base_added + meta.assist_base_delta),
+                **{f"{k}_count": -1, f"{k}_medfee": -meta.medfee_sumamt, f"{k}_psn": -meta.owed})
         elif isinstance(e, ev.PaymentReversed):
             u = year(e.year, e)
             k = _kind(state.meta(pk, e.setl_id).inpatient)

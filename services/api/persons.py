@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import typing
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 import msgspec
@@ -14,8 +13,6 @@ from litestar import Response, Router, get
 from events.ledger import Event
 from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
-from services.policy.critical_illness import terms_for
-from services.policy.pack import PackSet
 
 EVENT_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(Event))
 
@@ -31,7 +28,7 @@ class Split(msgspec.Struct):
 
 class CriticalIllness(msgspec.Struct):
     base: Decimal                     # cumulative oop counted for 大病 this year
-    deductible: Decimal | None        # of the status applied (from the last payment, else the pack)
+    deductible: Decimal | None        # of the status applied, from the person's events (policy.md §4)
     progress: Decimal | None          # base / deductible, capped at 1
     paid: Decimal
 
@@ -105,19 +102,6 @@ FROM person_year py WHERE py.person_key = $1 AND py.year = $2"""
 _RULES = msgspec.json.Decoder(list[RuleTotal] | None)
 
 
-@cache
-def _shipped_packs() -> PackSet:
-    return PackSet.from_dir()
-
-
-def _deductible(row: Any, deps: Any) -> Decimal | None:
-    if row["ci_deductible"] is not None or row["pack"] is None:
-        return row["ci_deductible"]
-    packs = getattr(deps, "extras", {}).get("packs") or _shipped_packs()
-    pack = packs.by_id.get(row["pack"])
-    return terms_for(pack, row["status_applied"]).deductible if pack is not None else None
-
-
 def _split(row: Any, kind: str) -> Split:
     return Split(row[f"{kind}_count"], row[f"{kind}_medfee"], row[f"{kind}_hifmi"], row[f"{kind}_maf"],
                  row[f"{kind}_hosp"], row[f"{kind}_psn"])
@@ -131,7 +115,7 @@ async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearV
     row = await db_of(deps).fetchrow(_YEAR_SQL, key, year)
     if row is None:
         raise not_found(f"person-year {year} of this person")
-    deductible = _deductible(row, deps)
+    deductible = row["ci_deductible"]          # as the person's events recorded it, not today's pack
     progress = min(Decimal(1), row["ci_base"] / deductible) if deductible else None
     cap = None
     if row["cap_limit"] is not None:

@@ -104,3 +104,33 @@ def test_pack_overrides_are_validated_like_pack_files() -> None:
             override(linfen, bad)
     with pytest.raises(PackError, match="unknown pack"):
         PackLibrary(list(PackSet.from_dir().packs), overrides={"atlantis-2022": {"shared_cap": "1"}})
+
+
+def test_the_deductible_is_projected_from_the_events_not_from_todays_pack() -> None:
+    """policy.md §4: the person-year shows the 大病 deductible its decisions used — Linfen base 10,000 for a
+    stay with no status that paid no 大病 (oop 6,000 < 10,000), and the dibao tilt 5,000 once dibao is
+    recognised late and the stay decided again (policy.md §12). No pack is read by the projection."""
+    import json
+    lines = [json.dumps(m).encode() for m in (
+        {"msg_type": "medins", "fixmedins_code": "H1", "fixmedins_name": "H1", "admdvs": "141002",
+         "designated": True, "in_province": True, "ooc_class": None, "serious_disease_designated": False},
+        {"msg_type": "enrolment", "psn_no": "D1", "admdvs": "141002", "brdy": "1970-01-01", "year": 2022,
+         "insutype": "390", "contribution_std": "320", "enrol_date": "2022-01-05", "in_normal_period": True},
+        {"msg_type": "settlement", "setl_id": "S1", "mdtrt_id": "M1", "psn_no": "D1", "admdvs": "141002",
+         "insutype": "390", "med_type": "21", "fixmedins_code": "H1", "begndate": "2022-03-01",
+         "enddate": "2022-03-05", "setl_time": "2022-03-05T10:00:00+08:00", "dise_codg": "K35.9",
+         "medfee_sumamt": "10000", "fulamt_ownpay_amt": "0", "inscp_scp_amt": "10000", "hifp_pay": "4000"})]
+    late = json.dumps({"msg_type": "psn_identity", "psn_no": "D1", "admdvs": "141002", "status": "dibao",
+                       "action": "grant", "begndate": "2022-01-01", "source_dept": "民政", "doc_no": "L1"}).encode()
+
+    def deductible(messages) -> Decimal:
+        store = asyncio.run(decided(messages))
+        model = MemoryTables()
+        projection = PROJECTIONS["claims"]
+        state = projection.new_state()
+        for i, (p, c) in enumerate(store.commits, 1):
+            model.apply(projection.fold(state, decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))))
+        return model.rows("person_year")[(person_key(SECRET, "D1"), 2022)]["ci_deductible"]
+
+    assert deductible(lines) == Decimal("10000")
+    assert deductible([*lines, late]) == Decimal("5000.0")        # 大病 0.80 × (6,000 − 5,000) = 800 paid late
