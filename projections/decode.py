@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from events.ledger import EVENT_DECODER
+from events.upcast import decode_event
 from projections.model import Message
 
 PERSON_PREFIX = "ledger.person."
@@ -32,4 +32,4 @@ def stored_events(data: bytes) -> list[bytes]:
 
 def decode_message(seq: int, subject: str, data: bytes) -> Message:
     raws = stored_events(data)
-    return Message(seq, subject, person_key_of(subject), [EVENT_DECODER.decode(r) for r in raws], raws)
+    return Message(seq, subject, person_key_of(subject), [decode_event(r) for r in raws], raws)

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from events import ledger as ev
+from events.upcast import decode_commit
 from services.policy.engine import Reference
 from services.runtime.stream import REF_SUBJECT, STREAM, read_subject
 
@@ -81,7 +82,7 @@ class ReferenceFollower:
     def _apply(self, kind: str, seq: int, data: bytes) -> None:
         if seq <= self.applied[kind]:
             return                                    # already applied (concurrent catch-ups overlap)
-        for event in ev.COMMIT_DECODER.decode(data).events:
+        for event in decode_commit(data).events:
             self.reference.evolve(event)
         self.applied[kind] = seq
         self.reference.version = max(self.reference.version, seq)

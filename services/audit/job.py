@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from events.ledger import COMMIT_DECODER
+from events.upcast import decode_commit
 from events.money import ZERO
 from services.audit.compare import Difference, Scope
 from services.audit.packs import PackLibrary
@@ -107,7 +107,7 @@ async def persons_in_scope(pool: Any, key_of: Callable[[str], str], req: AuditRe
 
 async def commits_of(js: Any, key: str, stream: str = STREAM) -> list[tuple[int, Any]]:
     msgs = await read_subject(js, PERSON_SUBJECT.format(key), stream=stream)
-    return [(m.seq, COMMIT_DECODER.decode(m.data)) for m in msgs]
+    return [(m.seq, decode_commit(m.data)) for m in msgs]
 
 
 async def run_audit(js: Any, keys: list[str], req: AuditRequest, *, stream: str = STREAM,

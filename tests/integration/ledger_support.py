@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from events import ledger as ev
+from events.upcast import decode_commit
 from services.bootstrap import Ledger, RuntimeOptions, bootstrap
 from services.ingest.feed import FeedConfig
 from services.policy.state import Person, apply_commit
@@ -92,7 +93,7 @@ async def person_from_stream(js: Any, key: str, psn_no: str) -> tuple[Person, li
     person = Person(psn_no)
     commits = []
     for msg in await read_subject(js, PERSON_SUBJECT.format(key)):
-        commit = ev.COMMIT_DECODER.decode(msg.data)
+        commit = decode_commit(msg.data)
         apply_commit(person, commit, msg.seq)
         commits.append(commit)
     return person, commits
@@ -101,7 +102,7 @@ async def person_from_stream(js: Any, key: str, psn_no: str) -> tuple[Person, li
 async def rejected_events(js: Any) -> list[ev.MessageRejected]:
     out = []
     for msg in await read_subject(js, "ledger.ref.rejected"):
-        out.extend(e for e in ev.COMMIT_DECODER.decode(msg.data).events if isinstance(e, ev.MessageRejected))
+        out.extend(e for e in decode_commit(msg.data).events if isinstance(e, ev.MessageRejected))
     return out
 
 

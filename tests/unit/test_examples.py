@@ -78,12 +78,24 @@ def test_linfen_status_choice_cancel_rejections_and_year_close(linfen):
     cancel = next(r for r in linfen if r["msg_type"] == "cancel_result")
     assert (cancel["result"], cancel["hifmi_pay"]) == ("reversed", "6000.00")
     assert settled(linfen, "LF-S010")["hifmi_pay"] == "6000.00"        # the restored base
-    codes = {r["setl_id"]: r["reason"]["code"] for r in linfen if r.get("result") == "rejected"}
-    assert codes == {"LF-S011": "unknown_medins", "LF-S012": "not_enrolled"}
+    codes = {(r["setl_id"], r["psn_no"]): r["reason"]["code"] for r in linfen if r.get("result") == "rejected"}
+    assert codes == {("LF-S011", "LF-P07"): "unknown_medins", ("LF-S012", "LF-P99"): "not_enrolled",
+                     ("LF-S001", "LF-P08"): "setl_id_conflict"}
     closes = [r for r in linfen if r["msg_type"] == "year_close_result"]
     assert [(c["result"], len(c["adjustments"])) for c in closes] == [("closed", 2), ("duplicate", 0)]
-    paid = {r["setl_id"]: r["maf_pay"] for r in linfen if r["msg_type"] == "settlement_adjustment"}
+    paid = {r["setl_id"]: r["maf_pay"] for r in linfen if r["msg_type"] == "settlement_adjustment"
+            and "year end" in r["reason"]}
     assert paid == {"LF-V001": "120.00", "LF-V002": "180.00"}          # 0.30 × 400, 0.30 × 600
+
+
+def test_linfen_late_recognition_re_decides_the_stay(linfen):
+    """LF-S013 with no status: 大病 3,600, psn 12,400; 低保 from 08-01 recognised later (policy.md §12):
+    大病 0.80 × 11,000 = 8,800 (+5,200), assistance 0.70 × 7,200 = 5,040, in the identity's reply."""
+    assert figures(settled(linfen, "LF-S013")) == (None, "3600.00", "0.00", "0.00", "12400.00")
+    i = next(i for i, r in enumerate(linfen) if r["msg_type"] == "identity_result" and r["psn_no"] == "LF-P08")
+    [adjustment] = linfen[i]["adjustments"]
+    assert linfen[i + 1] == adjustment
+    assert (adjustment["setl_id"], adjustment["hifmi_pay"], adjustment["maf_pay"]) == ("LF-S013", "5200.00", "5040.00")
 
 
 def test_qinghai_low_income_threshold(qinghai):
