@@ -6,9 +6,10 @@
 * a ``settlement_adjustment`` → ``ledger.out.settlement_adjustment``;
 * a ``rejected`` (bad JSON, unknown ``msg_type``) → ``ledger.out.rejected``.
 
-Over request/reply and HTTP the first result is the answer; any adjustments
-that follow it are published on ``ledger.out.settlement_adjustment`` whatever
-the transport, so a platform listening there sees every one (ADR 0003).
+Over request/reply and HTTP the first result is the answer, and it carries the
+adjustments it caused in `adjustments` (integration.md §2); those adjustments
+are also published on ``ledger.out.settlement_adjustment`` whatever the
+transport, so a platform listening there sees every one (ADR 0003).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 One queue-group subscription (``ledger-adjudicator``) shared by every
 adjudicator replica; each request is decided through `Adjudicator.submit` and
-answered with its (first) result. A request that could not be decided gets an
+answered with its result (an identity or year-close result carries its
+adjustments whole, integration.md §2). A request that could not be decided gets an
 ``unavailable`` error body with header ``Ledger-Error`` (nothing was stored;
 sending it again is safe — a decided key answers ``duplicate``).
 """
