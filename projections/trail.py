@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from events import ledger as ev
 from projections.model import Insert, Message, Op, Table
+from projections.sql import csv_line, escape_bytes, escaped_row, text_row
 
 LEDGER_EVENT = Table("ledger_event", ("seq", "idx"), (
     "seq", "idx", "subject", "person_key", "type", "event_id", "correlation_id", "causation_id", "pack",
@@ -32,3 +33,29 @@ def fold_dead_letters(state: None, msg: Message) -> list[Op]:
                              e.correlation_id, e.recorded_at))
         for e in msg.events if isinstance(e, ev.MessageRejected)
     ]
+
+
+# --- rebuilds: the same rows from lean events, as COPY text (ADR 0004) ------------------
+
+TRAIL_NEEDS = {ev.LedgerEvent: ("event_id", "correlation_id", "causation_id", "pack", "pack_version", "year",
+                                "prev_hash", "hash", "recorded_at")}
+DEAD_LETTER_NEEDS = {ev.MessageRejected: ("event_id", "code", "message", "msg_type", "source", "raw", "redrive_of",
+                                          "correlation_id", "recorded_at")}
+
+
+def trail_lines(seq: int, subject: str, person_key: str | None, events: list, raws: list, escape: bool) -> list[bytes]:
+    """`fold_trail`'s rows as COPY text: each event's envelope, then its stored bytes as the json payload."""
+    row = escaped_row if escape else text_row
+    out = []
+    for idx, (e, raw) in enumerate(zip(events, raws)):
+        head = row((seq, idx, subject, person_key, e.TYPE, e.event_id, e.correlation_id, e.causation_id, e.pack,
+                    e.pack_version, getattr(e, "year", None), e.prev_hash, e.hash, e.recorded_at))
+        out.append(b"%s\t%s" % (head.encode(), escape_bytes(bytes(raw)) if escape else raw))
+    return out
+
+
+def dead_letter_lines(seq: int, events: list) -> list[bytes]:
+    """`fold_dead_letters`'s rows as COPY CSV (always escaped: the raw message is bytea, its text anyone's)."""
+    return [csv_line((e.event_id, seq, e.code, e.message, e.msg_type, e.source, e.raw, e.redrive_of,
+                      e.correlation_id, e.recorded_at), escape=True)
+            for e in events if e.TYPE == "message_rejected"]

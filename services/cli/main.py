@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("projection", nargs="?", help="claims, audit_trail or dead_letters; default all")
     rebuild.add_argument("--batch", type=int, default=5000, help="messages per transaction")
     rebuild.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    rebuild.add_argument("--workers", type=int, default=1,
+                         help="processes folding the load, persons split by key hash, events by sequence range")
     verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     verify.add_argument("--psn-no", help="only this person's chain (reads their subject alone)")
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return project(args.projection, args.batch)
     if args.command == "rebuild":
         from services.cli.readside import rebuild_cmd
-        return rebuild_cmd(args.projection, args.json, args.batch)
+        return rebuild_cmd(args.projection, args.json, args.batch, args.workers)
     if args.command == "verify":
         from services.cli.readside import verify_cmd
         return verify_cmd(args.json, args.psn_no)

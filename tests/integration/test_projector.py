@@ -162,6 +162,23 @@ async def test_a_small_settlement_index_reloads_from_the_tables(env, store, monk
     assert await read_tables(env.pool) == expected
 
 
+async def test_a_rebuild_split_over_workers_gives_the_same_tables_and_indexes(env, store) -> None:
+    """Persons split by key hash and events by sequence range over three processes (two spawned), then
+    the audit trail alone over two: the tables equal the folds, and every index is back under its
+    migrated name and definition."""
+    from projections.workers import NatsAt
+    indexes = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+    migrated = [tuple(r) for r in await env.pool.fetch(indexes)]
+    last = await publish(env.js, store)
+    state = await rebuild(env.dsn, env.pool, env.js, max_batch=40, workers=3, connect=NatsAt(env.nats_url))
+    assert state.seq == last and state.events == sum(len(c.events) for _, c in store.commits)
+    assert await read_tables(env.pool) == expected_tables(store)
+    assert [tuple(r) for r in await env.pool.fetch(indexes)] == migrated
+    await rebuild(env.dsn, env.pool, env.js, ["audit_trail"], max_batch=25, workers=2, connect=NatsAt(env.nats_url))
+    assert await read_tables(env.pool) == expected_tables(store)
+    assert await checkpoints(env.pool) == {"claims": last, "audit_trail": last, "dead_letters": last}
+
+
 async def test_migrations_apply_once_in_order_and_refuse_an_edited_one(fresh_database_url, tmp_path) -> None:
     import asyncpg
 

@@ -1,0 +1,130 @@
+"""`ledger rebuild --workers N`: the load split over N processes, each with its own share (load.py).
+
+This process folds share 0 itself; shares 1..N-1 run in spawned processes that
+connect on their own (`connect`: a picklable callable giving an async context
+manager whose value has `.js`; the CLI passes the very `connected` it uses)
+and write into the same fresh tables. Their progress comes back through shared
+memory, their failure through a pipe; if one fails or this process stops, the
+others are stopped too. The swap stays in this process, once all are done.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from projections.load import Loaded, Share, load_share, shares
+
+Connect = Callable[[], contextlib.AbstractAsyncContextManager]
+
+
+@dataclass(frozen=True)
+class NatsAt:
+    """The simplest `Connect`: a NATS URL with no credentials (tests, benchmarks)."""
+    url: str
+
+    @contextlib.asynccontextmanager
+    async def __call__(self):
+        import nats
+        nc = await nats.connect(self.url)
+        try:
+            yield types.SimpleNamespace(js=nc.jetstream())
+        finally:
+            await nc.close()
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker process needs, picklable."""
+    dsn: str
+    connect: Connect | None
+    names: tuple[str, ...]
+    target: int
+    schemas: dict[str, str]
+    stream: str
+    max_batch: int
+
+
+async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
+                   progress: Callable[[int, int], None] | None = None) -> Loaded:
+    """Load every share; `progress(seq, events)` as the shares advance (seq scaled to the stream)."""
+    parts = shares(workers, job.target)
+    claims = "claims" in job.names
+    spans = [(1, job.target) if claims else (s.first, s.last) for s in parts]
+    total = sum(max(0, b - a + 1) for a, b in spans) or 1
+    ctx = multiprocessing.get_context("spawn")
+    board = ctx.Array("q", 2 * workers, lock=False)        # per share: last sequence stored, events
+
+    def report() -> None:
+        if progress is not None:
+            done = sum(max(0, board[2 * i] - spans[i][0] + 1) for i in range(workers) if board[2 * i])
+            progress(job.target * done // total, sum(board[2 * i + 1] for i in range(workers)))
+
+    def mine(loaded: Loaded) -> None:
+        board[0], board[1] = loaded.seq, loaded.events
+        report()
+
+    children = []
+    for share in parts[1:]:
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(job, share, board, send), daemon=True,
+                           name=f"ledger-rebuild-{share.part}")
+        proc.start()
+        send.close()
+        children.append((proc, receive))
+    try:
+        own = asyncio.ensure_future(load_share(pool, js, list(job.names), parts[0], job.target, job.schemas,
+                                               stream=job.stream, max_batch=job.max_batch, progress=mine))
+        while not own.done() or any(p.is_alive() for p, _ in children):
+            await asyncio.wait({own}, timeout=0.25)
+            report()
+            for proc, receive in children:
+                if not proc.is_alive() and proc.exitcode != 0:
+                    error = receive.recv() if receive.poll() else f"exit code {proc.exitcode}"
+                    raise RuntimeError(f"rebuild worker {proc.name} failed: {error}")
+            if own.done():
+                own.result()
+        report()
+        return Loaded(max(board[2 * i] for i in range(workers)), sum(board[2 * i + 1] for i in range(workers)))
+    finally:
+        if not own.done():
+            own.cancel()
+            await asyncio.gather(own, return_exceptions=True)
+        for proc, receive in children:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(10)
+            receive.close()
+
+
+def _child(job: Job, share: Share, board: Any, send: Any) -> None:
+    """A worker process: connect as `job.connect` says, load `share`, report through `board`."""
+    try:
+        asyncio.run(_child_load(job, share, board))
+        send.send(None)
+    except BaseException as exc:
+        send.send(f"{type(exc).__name__}: {exc}")
+        raise SystemExit(1) from None
+    finally:
+        send.close()
+
+
+async def _child_load(job: Job, share: Share, board: Any) -> None:
+    from projections.db import create_pool
+
+    def mine(loaded: Loaded) -> None:
+        board[2 * share.part], board[2 * share.part + 1] = loaded.seq, loaded.events
+
+    pool = await create_pool(job.dsn, max_size=2)
+    try:
+        async with job.connect() as side:
+            await load_share(pool, side.js, list(job.names), share, job.target, job.schemas, stream=job.stream,
+                             max_batch=job.max_batch, progress=mine)
+    finally:
+        await pool.close()
