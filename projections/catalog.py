@@ -39,11 +39,13 @@ LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.Settlem
 MAX_INDEX = 100_000   # settlements kept in memory (~1 kB each); past it the older half is dropped
 
 
-def evict_oldest(state: ClaimsState, limit: int) -> None:
+def evict_oldest(state: ClaimsState, limit: int) -> bool:
     """Past `limit` settlements, drop the older half (insertion order: the oldest go first)."""
-    if len(state.settlements) > limit:
-        for key in list(itertools.islice(state.settlements, limit // 2)):
-            del state.settlements[key]
+    if len(state.settlements) <= limit:
+        return False
+    for key in list(itertools.islice(state.settlements, limit // 2)):
+        del state.settlements[key]
+    return True
 
 
 def _missing_settlements(state: ClaimsState, msgs: list[Message]) -> list[tuple[str, str]]:

@@ -20,7 +20,7 @@ from projections import catalog
 from projections.claims import FUND_FLOW, LINE, SETTLEMENT, WARNING, ClaimsState, SetlMeta
 from projections.decode import LeanDecoder
 from projections.model import Table, Upsert
-from projections.sql import csv_line
+from projections.sql import Merged, csv_line
 from projections.usage import PERSON_YEAR, RULE_TOTAL
 
 _LINE = ("setl_id", "year", "rule_id", "clause", "amount", "pack", "pack_version")
@@ -59,12 +59,36 @@ def _negative(amount: str) -> str:
     return amount[1:] if amount.startswith("-") else "-" + amount
 
 
+YEAR_ADD = tuple(sorted(PERSON_YEAR.additive))       # every person-year counter, in staging order
+_AT = {column: i for i, column in enumerate(YEAR_ADD)}
+_FACTS = {inpatient: tuple(_AT[c] for c in ("settlements", "ci_base", "assist_base", *(split[w] for w in (
+    "count", "medfee", "hifmi", "maf", "hosp", "psn")))) for inpatient, split in _SPLIT.items()}
+_CANCEL = {inpatient: tuple(_AT[c] for c in ("cancelled", "ci_base", "assist_base", split["count"], split["medfee"],
+                                                split["psn"])) for inpatient, split in _SPLIT.items()}
+YEAR_PUT = tuple(c for c in PERSON_YEAR.columns if c not in PERSON_YEAR.additive and c not in PERSON_YEAR.key)
+_YEAR_BIT = {column: 1 << i for i, column in enumerate(YEAR_PUT)}
+_SETTLEMENT_ADD = tuple(sorted(SETTLEMENT.additive))
+_SETTLEMENT_PUT = ("cancelled", "cancel_time", "redecided_status")          # what later events set
+_SETTLEMENT_BIT = {column: 1 << i for i, column in enumerate(_SETTLEMENT_PUT)}
+
+
+class Year:
+    """One person-year's figures within a batch: a slot per counter (`YEAR_ADD`), the columns set."""
+    __slots__ = ("add", "set")
+
+    def __init__(self) -> None:
+        self.add: list = [0] * len(YEAR_ADD)
+        self.set: dict = {}
+
+
 class Rows:
-    """One batch of claims output: COPY text per inserted table, merged upserts per row."""
+    """One batch of claims output: COPY lines per inserted table, merged figures per row."""
 
     def __init__(self) -> None:
         self.copy: dict[Table, list[bytes]] = {SETTLEMENT: [], LINE: [], WARNING: []}   # csv_line
-        self.upserts: dict[tuple, Upsert] = {}
+        self.years: dict[tuple, Year] = {}
+        self.rules: dict[tuple, list] = {}            # (person_key, year, rule_id) → [amount, lines, fund]
+        self.upserts: dict[tuple, Upsert] = {}        # settlements moved by later events
         self.escape = False              # some message of the batch needs its strings escaped
 
     def upsert(self, table: Table, key: tuple) -> Upsert:
@@ -72,6 +96,17 @@ class Rows:
         if found is None:
             found = self.upserts[(table.name, key)] = Upsert(table, key)
         return found
+
+    def merged(self) -> list[Merged]:
+        """The batch's figures for `sql.write_merged`: added columns, then every column set, then the mask
+        of those this batch set."""
+        years = [(*key, *y.add, *[y.set.get(c) for c in YEAR_PUT], sum(_YEAR_BIT[c] for c in y.set))
+                 for key, y in self.years.items()]
+        rules = [(*key, *figures, 1) for key, figures in self.rules.items()]
+        settlements = [(*u.key, *(u.add.get(c, 0) for c in _SETTLEMENT_ADD), *(u.set.get(c) for c in _SETTLEMENT_PUT),
+                        sum(_SETTLEMENT_BIT[c] for c in u.set)) for u in self.upserts.values()]
+        return [(PERSON_YEAR, YEAR_ADD, YEAR_PUT, years), (RULE_TOTAL, ("amount", "lines"), ("fund",), rules),
+                (SETTLEMENT, _SETTLEMENT_ADD, _SETTLEMENT_PUT, settlements)]
 
 
 def _add(u: Upsert, column: str, value) -> None:
@@ -84,6 +119,7 @@ class LeanClaims:
     def __init__(self, decoders: list[LeanDecoder]):
         self.state = ClaimsState()
         self.flows: dict[tuple, list] = {}         # (admdvs, fund, month) → [amount, lines], the whole load
+        self.evicted = False
         handlers = {ev.HospitalStaySettled: self._facts, ev.OutpatientVisitSettled: self._facts,
                     ev.CriticalIllnessPaid: self._ci_paid, ev.AssistancePaid: self._assistance,
                     ev.HospitalBorne: self._hospital, ev.SettlementRedecided: self._redecided,
@@ -96,8 +132,11 @@ class LeanClaims:
         self._later = {d.by_full[c] for d in decoders for c in catalog.LATER}
 
     def missing(self, msgs: list[tuple[str, list]]) -> list[tuple[str, str]]:
-        """Settlements this batch refers to that the bounded index no longer holds (see catalog)."""
-        catalog.evict_oldest(self.state, catalog.MAX_INDEX)
+        """Settlements this batch refers to that the bounded index no longer holds (see catalog). Until
+        the index first drops some, every settlement folded is in it: a miss is then the fold's error."""
+        self.evicted = catalog.evict_oldest(self.state, catalog.MAX_INDEX) or self.evicted
+        if not self.evicted:
+            return []
         created = {(pk, e.setl_id) for pk, events in msgs for e in events if type(e) in self._facts_types}
         wanted = {(pk, e.setl_id) for pk, events in msgs for e in events
                   if type(e) in self._later and getattr(e, "setl_id", None)}
@@ -110,32 +149,38 @@ class LeanClaims:
         self.setl_time = first.setl_time if type(first) in self._facts_types else first.recorded_at
         self.enrol: tuple | None = None
         self.cancel_time: str | None = None
-        self.cancels: list[tuple[Upsert, SetlMeta]] = []
+        self.cancels: list[tuple[Year, SetlMeta]] = []
         on = self._on
         for idx, e in enumerate(events):
             handler = on.get(type(e))
             if handler is not None:
                 self.idx = idx
                 handler(e)
-        for u, meta in self.cancels:     # as fold_usage: after the whole decision moved the settlement's figures
-            k = _SPLIT[meta.inpatient]
-            for column, value in (("cancelled", 1), ("ci_base", -meta.ci_base_added),
-                                  ("assist_base", -(meta.assist_base_added + meta.assist_base_delta)),
-                                  (k["count"], -1), (k["medfee"], -meta.medfee_sumamt), (k["psn"], -meta.owed)):
-                _add(u, column, value)
+        for y, meta in self.cancels:     # as fold_usage: after the whole decision moved the settlement's figures
+            add = y.add
+            for i, value in zip(_CANCEL[meta.inpatient], (1, -meta.ci_base_added, -(
+                    meta.assist_base_added + meta.assist_base_delta), -1, -meta.medfee_sumamt, -meta.owed)):
+                add[i] += value
 
     # --- helpers: one person-year, one rule total, one fund flow, one line ---------------
-    def _year(self, year: int, e) -> Upsert:
-        u = self.rows.upsert(PERSON_YEAR, (self.pk, year))
-        u.set["last_seq"] = self.seq
-        u.set["updated_at"] = e.recorded_at
-        return u
+    def _year(self, year: int, e) -> Year:
+        key = (self.pk, year)
+        y = self.rows.years.get(key)
+        if y is None:
+            y = self.rows.years[key] = Year()
+        y.set["last_seq"] = self.seq
+        y.set["updated_at"] = e.recorded_at
+        return y
 
     def _rule(self, year: int, rule_id: str, fund: str, amount: Decimal) -> None:
-        u = self.rows.upsert(RULE_TOTAL, (self.pk, year, rule_id))
-        _add(u, "amount", amount)
-        _add(u, "lines", 1 if amount >= 0 else -1)
-        u.set["fund"] = fund
+        key = (self.pk, year, rule_id)
+        found = self.rows.rules.get(key)
+        if found is None:
+            self.rows.rules[key] = [amount, 1 if amount >= 0 else -1, fund]
+        else:
+            found[0] += amount
+            found[1] += 1 if amount >= 0 else -1
+            found[2] = fund
 
     def _flow(self, admdvs: str, fund: str | None, when: str | None, amount: Decimal) -> None:
         key = (admdvs, fund or "", _month(when))
@@ -169,16 +214,15 @@ class LeanClaims:
             e.fulamt_ownpay_amt, e.inscp_scp_amt, e.hifp_pay, e.oth_pay, e.oop, e.remaining, e.ci_base_added,
             e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt, e.psn_part_amt, "0", False, None,
             self.seq, e.event_id, e.recorded_at, "0", "0", None), self.escape))
-        u = self._year(e.year, e)
-        u.set.update(admdvs=e.admdvs, insutype=e.insutype, pack=e.pack, pack_version=e.pack_version,
+        y = self._year(e.year, e)
+        y.set.update(admdvs=e.admdvs, insutype=e.insutype, pack=e.pack, pack_version=e.pack_version,
                      status_applied=e.status)
         if e.ci_deductible is not None:        # the deductible the decision used (policy.md §4)
-            u.set["ci_deductible"] = e.ci_deductible
-        k = _SPLIT[inpatient]
-        for column, value in (("settlements", 1), ("ci_base", ci_base), ("assist_base", assist_base),
-                              (k["count"], 1), (k["medfee"], medfee), (k["hifmi"], Decimal(e.hifmi_pay)),
-                              (k["maf"], Decimal(e.maf_pay)), (k["hosp"], Decimal(e.hosp_part_amt)), (k["psn"], psn)):
-            _add(u, column, value)
+            y.set["ci_deductible"] = e.ci_deductible
+        add = y.add
+        for i, value in zip(_FACTS[inpatient], (1, ci_base, assist_base, 1, medfee, Decimal(e.hifmi_pay),
+                                                Decimal(e.maf_pay), Decimal(e.hosp_part_amt), psn)):
+            add[i] += value
 
     def _ci_paid(self, e) -> None:
         meta = self._meta(e.setl_id)
@@ -186,16 +230,16 @@ class LeanClaims:
         self._line(e, "adjustment" if e.adjustment else "payment", "critical_illness", e.amount, e.base, e.ratio,
                    e.deductible, e.cumulative_before, cap_limit=e.cap_limit, cap_used=e.paid_before,
                    adjustment=e.adjustment)
-        u = self._year(e.year, e)
-        u.set["ci_deductible"] = e.deductible
-        _add(u, "ci_paid", amount)
+        y = self._year(e.year, e)
+        y.set["ci_deductible"] = e.deductible
+        y.add[_AT["ci_paid"]] += amount
         self._rule(e.year, e.rule_id, "critical_illness", amount)
         if e.adjustment:
             meta.hifmi_adjusted += amount
             _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "hifmi_adjusted", amount)
             k = _SPLIT[meta.inpatient]
-            _add(u, k["hifmi"], amount)
-            _add(u, k["psn"], -amount)
+            y.add[_AT[k["hifmi"]]] += amount
+            y.add[_AT[k["psn"]]] -= amount
         self._flow(meta.admdvs, "critical_illness", e.recorded_at if e.adjustment else self.setl_time, amount)
 
     def _assistance(self, e) -> None:
@@ -204,18 +248,18 @@ class LeanClaims:
         self._line(e, "adjustment" if e.adjustment else "payment", "assistance", e.amount, e.base, e.ratio,
                    e.threshold, e.cumulative_before, e.formula_amount, e.counter, e.cap_limit, e.cap_used_before,
                    e.adjustment)
-        u = self._year(e.year, e)
+        y = self._year(e.year, e)
         self._rule(e.year, e.rule_id, "assistance", amount)
         if e.counter == "shared":
-            _add(u, "cap_used", amount)
+            y.add[_AT["cap_used"]] += amount
             if e.cap_limit is not None:
-                u.set["cap_limit"] = e.cap_limit
+                y.set["cap_limit"] = e.cap_limit
         if e.adjustment:
             meta.maf_adjusted += amount
             _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "maf_adjusted", amount)
             k = _SPLIT[meta.inpatient]
-            _add(u, k["maf"], amount)
-            _add(u, k["psn"], -amount)
+            y.add[_AT[k["maf"]]] += amount
+            y.add[_AT[k["psn"]]] -= amount
         self._flow(meta.admdvs, "assistance", e.recorded_at if e.adjustment else self.setl_time, amount)
 
     def _hospital(self, e) -> None:
@@ -233,7 +277,7 @@ class LeanClaims:
         u = self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk))
         _add(u, "assist_base_delta", delta)
         u.set["redecided_status"] = e.status
-        _add(self._year(e.year, e), "assist_base", delta)
+        self._year(e.year, e).add[_AT["assist_base"]] += delta
 
     def _cancelled(self, e) -> None:
         meta = self._meta(e.setl_id)
@@ -246,12 +290,12 @@ class LeanClaims:
         amount = -Decimal(e.amount)
         self._line(e, "reversal", e.fund, _negative(e.amount), counter=e.counter)
         self._flow(meta.admdvs, e.fund, self.cancel_time or e.recorded_at, amount)
-        u = self._year(e.year, e)
-        _add(u, _SPLIT[meta.inpatient][_REVERSED_COLUMN.get(e.fund, "maf")], amount)
+        add = self._year(e.year, e).add
+        add[_AT[_SPLIT[meta.inpatient][_REVERSED_COLUMN.get(e.fund, "maf")]]] += amount
         if e.fund == "critical_illness":
-            _add(u, "ci_paid", amount)
+            add[_AT["ci_paid"]] += amount
         elif e.counter == "shared":
-            _add(u, "cap_used", amount)
+            add[_AT["cap_used"]] += amount
         self._rule(e.year, e.rule_id, e.fund, amount)
 
     def _warning(self, e) -> None:
@@ -259,7 +303,7 @@ class LeanClaims:
         self.rows.copy[WARNING].append(csv_line((
             self.seq, self.idx, self.pk, admdvs, e.year, e.code, e.clause, e.figure, e.threshold, e.setl_id,
             e.event_id, e.recorded_at), self.escape))
-        _add(self._year(e.year, e), "warnings", 1)
+        self._year(e.year, e).add[_AT["warnings"]] += 1
 
     def _enrolled(self, e) -> None:
         self.enrol = (e.admdvs, e.enrol_date)
@@ -270,17 +314,17 @@ class LeanClaims:
         subsidy = Decimal(e.subsidy)
         if subsidy and self.enrol and self.enrol[0]:
             self._flow(self.enrol[0], e.fund, self.enrol[1], subsidy)
-        _add(self._year(e.year, e), "subsidy", subsidy)
+        self._year(e.year, e).add[_AT["subsidy"]] += subsidy
 
     def _grant(self, e) -> None:
         granted = Decimal(e.granted)
         if granted:
             self._flow(e.admdvs, "assistance", e.approved_on, granted)
-        u = self._year(e.year, e)
-        _add(u, "grants_granted", granted)
-        _add(u, "grants_refused", Decimal(e.refused))
-        _add(u, "cap_used", granted)
-        u.set["cap_limit"] = e.cap_limit
+        y = self._year(e.year, e)
+        y.add[_AT["grants_granted"]] += granted
+        y.add[_AT["grants_refused"]] += Decimal(e.refused)
+        y.add[_AT["cap_used"]] += granted
+        y.set["cap_limit"] = e.cap_limit
         self._rule(e.year, "tilted_grant", "assistance", granted)
 
 

@@ -24,13 +24,14 @@ from projections.decode import LeanDecoder, merge_needs, person_key_of, raw_even
 from projections.lean_claims import NEEDS as CLAIMS_NEEDS
 from projections.lean_claims import LeanClaims, Rows, flow_upserts
 from projections.source import StreamReader
-from projections.sql import copy_lines, needs_escaping, write_upserts_csv
+from projections.sql import copy_lines, needs_escaping, shapes, write_merged, write_staged
 from projections.trail import (DEAD_LETTER, DEAD_LETTER_NEEDS, LEDGER_EVENT, TRAIL_NEEDS, dead_letter_lines,
                                trail_lines)
 from services.runtime.stream import STREAM
 
 log = logging.getLogger("ledger.rebuild")
 TEXT = {"format": "text"}
+CHUNK = 25      # messages folded between two turns of the event loop: the writer's next statement goes out
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ class ShareFold:
             out.append((raw.seq, raw.subject, pk if mine else None, ranged, events, slices, escape))
         return out, counted
 
-    def fold(self, decoded: list[tuple]) -> tuple[Rows, list[bytes], list[bytes]]:
-        rows, trail, dead = Rows(), [], []
+    def fold(self, decoded: list[tuple], into: tuple[Rows, list[bytes], list[bytes]]) -> None:
+        rows, trail, dead = into
         for seq, subject, pk, ranged, events, slices, escape in decoded:
             if ranged and self.trail_on:
                 trail.extend(trail_lines(seq, subject, person_key_of(subject), events, slices, escape))
@@ -106,7 +107,6 @@ class ShareFold:
                 dead.extend(dead_letter_lines(seq, events))
             if pk is not None and events:
                 self.claims.fold(rows, seq, pk, events, escape)
-        return rows, trail, dead
 
 
 async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share, target: int,
@@ -125,7 +125,7 @@ async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share
                     schema = schemas["claims"]
                     for table in (SETTLEMENT, LINE, WARNING):
                         await copy_lines(conn, schema, table, rows.copy[table])
-                    await write_upserts_csv(conn, schema, rows.upserts.values(), rows.escape)
+                    await write_merged(conn, schema, rows.merged(), rows.escape)
                 if trail:
                     await copy_lines(conn, schemas["audit_trail"], LEDGER_EVENT, trail, TEXT)
                 if dead:
@@ -161,7 +161,12 @@ async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share
                     raws = await reader.batch(timeout=5.0)
                     if not raws:
                         continue
-                    decoded, events = fold.decode(raws)
+                    decoded, events = [], 0
+                    for at in range(0, len(raws), CHUNK):    # let the writer and the reader run between
+                        more, counted = fold.decode(raws[at:at + CHUNK])
+                        decoded += more
+                        events += counted
+                        await asyncio.sleep(0)
                     read = min(raws[-1].seq, end)
                     if fold.claims is not None:
                         keys = fold.claims.missing([(d[2], d[4]) for d in decoded if d[2] is not None])
@@ -169,15 +174,17 @@ async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share
                             await drained()      # once everything before is stored
                             async with pool.acquire() as conn:
                                 await load_settlements(conn, schemas["claims"], fold.claims.state, keys)
-                    out = fold.fold(decoded)
+                    out = Rows(), [], []
+                    for at in range(0, len(decoded), CHUNK):
+                        fold.fold(decoded[at:at + CHUNK], out)
+                        await asyncio.sleep(0)
                     gc.collect(1)                # see rebuild.py: the surviving index is frozen, not rescanned
                     gc.freeze()
                     await hand((read, events, out))
         if fold.claims is not None:              # fund flows: a few hundred rows, written once
-            rows = Rows()
-            rows.upserts = {(u.table.name, u.key): u for u in flow_upserts(fold.claims.flows)}
-            rows.escape = True
-            await hand((read, 0, (rows, [], [])))
+            await drained()
+            async with pool.acquire() as conn, conn.transaction():
+                await write_staged(conn, schemas["claims"], shapes(flow_upserts(fold.claims.flows)), escape=True)
         await hand(None)
         await task
     finally:

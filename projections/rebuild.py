@@ -46,6 +46,7 @@ class Progress:
     target: int = 0
     events: int = 0
     started: float = field(default_factory=time.perf_counter)      # perf_counter seconds
+    phases: dict[str, float] = field(default_factory=dict)          # seconds: load, indexes, catch_up
 
     @property
     def elapsed(self) -> float:    # seconds since the rebuild started
@@ -101,13 +102,23 @@ async def _index(conn: asyncpg.Connection, schema: str, table: str, keys_only: b
             await conn.execute(f'CREATE {unique}INDEX "{r["name"]}" ON "{schema}"."{table}" {r["shape"]}')
 
 
+_INDEXED_COLUMNS = """
+    SELECT DISTINCT a.attname FROM pg_index x
+    JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
+    WHERE x.indrelid = format('%I.%I', $1::text, $2::text)::regclass ORDER BY 1"""
+
+
 async def _finish_tables(conn: asyncpg.Connection, projections: list[Projection]) -> None:
-    """After the bulk load: every index at once (a sort each, not row by row), then planner statistics."""
+    """After the bulk load: every index at once (a sort each, not row by row), then planner statistics
+    for the columns readers look rows up by (the indexed ones; ANALYZE of every column, the json payloads
+    too, cost more than the indexes): autovacuum analyzes the rest later."""
     await conn.execute("SET maintenance_work_mem = '256MB'")
     for p in projections:
+        schema = build_schema(p.name)
         for table in p.tables:
-            await _index(conn, build_schema(p.name), table.name)
-            await conn.execute(f'ANALYZE "{build_schema(p.name)}"."{table.name}"')
+            await _index(conn, schema, table.name)
+            columns = ", ".join(f'"{r["attname"]}"' for r in await conn.fetch(_INDEXED_COLUMNS, schema, table.name))
+            await conn.execute(f'ANALYZE "{schema}"."{table.name}" ({columns})')
     await conn.execute("RESET maintenance_work_mem")
 
 
@@ -157,7 +168,9 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
                 await _prepare(conn, p, state.target)
         try:
             await _load(dsn, pool, js, projections, stream, max_batch, state, progress, workers, connect)
+            began = time.perf_counter()
             await _replay(pool, js, projections, stream, max_batch, state, progress)
+            state.phases["catch_up"] = round(time.perf_counter() - began, 2)
         except BaseException as exc:
             async with pool.acquire() as conn:
                 await conn.execute("UPDATE projection_rebuild SET status = 'failed', error = $2, updated_at = now() "
@@ -198,8 +211,11 @@ async def _load(dsn: str, pool: asyncpg.Pool, js: Any, projections: list[Project
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     state.seq, state.events = state.target, loaded.events
+    began = time.perf_counter()
+    state.phases["load"] = round(began - state.started, 2)
     async with pool.acquire() as conn:
         await _finish_tables(conn, projections)
+        state.phases["indexes"] = round(time.perf_counter() - began, 2)
         await conn.execute("UPDATE projection_rebuild SET seq = $2, updated_at = now() "
                            "WHERE projection = ANY($1::text[])", names, state.seq)
 

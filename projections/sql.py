@@ -31,10 +31,11 @@ def _q(name: str) -> str:
 STAGE_FROM = 64       # rows of one shape from which staging beats executemany
 
 
-def upsert_sql(schema: str, table: Table, add: tuple[str, ...], put: tuple[str, ...], stage: str | None = None) -> str:
+def upsert_sql(schema: str, table: Table, add: tuple[str, ...], put: tuple[str, ...], stage: str | None = None,
+               where: str = "") -> str:
     columns = (*table.key, *add, *put)
     names = ", ".join(map(_q, columns))
-    source = (f"SELECT {names} FROM {_q(stage)}" if stage else
+    source = (f"SELECT {names} FROM {_q(stage)}{where and ' WHERE ' + where}" if stage else
               "VALUES (" + ", ".join(f"${i}" for i in range(1, len(columns) + 1)) + ")")
     updates = [f"{_q(c)} = t.{_q(c)} + EXCLUDED.{_q(c)}" for c in add] + [f"{_q(c)} = EXCLUDED.{_q(c)}" for c in put]
     action = f"DO UPDATE SET {', '.join(updates)}" if updates else "DO NOTHING"
@@ -133,14 +134,39 @@ async def _stage(conn: asyncpg.Connection, schema: str, table: Table) -> str:
     return stage
 
 
-async def write_upserts_csv(conn: asyncpg.Connection, schema: str, upserts: Iterable[Upsert],
-                             escape: bool = False) -> None:
-    """Merged upserts of lean folds (see `csv_line`), staged by COPY and merged per statement shape."""
-    for (table, add, put), rows in shapes(upserts).items():
+async def write_staged(conn: asyncpg.Connection, schema: str, statements: dict[tuple, list[tuple]],
+                       escape: bool = False) -> None:
+    """Merged rows per statement shape (as `shapes` gives them) from lean folds: staged by COPY CSV
+    (see `csv_line`), then merged into the table by one INSERT ... ON CONFLICT per shape."""
+    for (table, add, put), rows in statements.items():
         stage = await _stage(conn, schema, table)
         data = b"\n".join([csv_line(r, escape) for r in rows]) + b"\n"
         await conn.copy_to_table(stage, source=memoryview(data), columns=[*table.key, *add, *put], **CSV)
         await conn.execute(upsert_sql(schema, table, add, put, stage))
+
+
+Merged = tuple[Table, tuple[str, ...], tuple[str, ...], list[tuple]]   # table, added, set, rows
+
+
+async def write_merged(conn: asyncpg.Connection, schema: str, merged: list[Merged], escape: bool = False) -> None:
+    """Lean folds' merged rows, each (key, added figures, every column that may be set, then `present`:
+    bit i when `put[i]` is set). One COPY CSV into a staging table per table, then one round trip for
+    every merge: an INSERT ... ON CONFLICT per combination of columns set, as `upsert_sql` writes it."""
+    merges = []
+    for table, add, put, rows in merged:
+        if not rows:
+            continue
+        stage = f"merge_{table.name}"
+        await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_q(stage)} (LIKE {_q(schema)}.{_q(table.name)} "
+                           "INCLUDING DEFAULTS, present integer) ON COMMIT DELETE ROWS")
+        data = b"\n".join([csv_line(r, escape) for r in rows]) + b"\n"
+        await conn.copy_to_table(stage, source=memoryview(data), columns=[*table.key, *add, *put, "present"], **CSV)
+        for present in sorted({r[-1] for r in rows}):
+            columns = tuple(c for i, c in enumerate(put) if present & (1 << i))
+            merges.append(upsert_sql(schema, table, add, columns, stage, where=f"present = {present}"))
+        merges.append(f"TRUNCATE {_q(stage)}")
+    if merges:
+        await conn.execute("; ".join(merges))
 
 
 async def write(conn: asyncpg.Connection, schema: str, ops: list[Op]) -> None:

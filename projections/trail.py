@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from events import ledger as ev
 from projections.model import Insert, Message, Op, Table
-from projections.sql import csv_line, escape_bytes, escaped_row, text_row
+from projections.sql import NULL, csv_line, escape_bytes, escaped_row
 
 LEDGER_EVENT = Table("ledger_event", ("seq", "idx"), (
     "seq", "idx", "subject", "person_key", "type", "event_id", "correlation_id", "causation_id", "pack",
@@ -45,13 +45,23 @@ DEAD_LETTER_NEEDS = {ev.MessageRejected: ("event_id", "code", "message", "msg_ty
 
 def trail_lines(seq: int, subject: str, person_key: str | None, events: list, raws: list, escape: bool) -> list[bytes]:
     """`fold_trail`'s rows as COPY text: each event's envelope, then its stored bytes as the json payload."""
-    row = escaped_row if escape else text_row
+    if escape:
+        return [b"%s\t%s" % (escaped_row(_head(seq, idx, subject, person_key, e)).encode(), escape_bytes(bytes(raw)))
+                for idx, (e, raw) in enumerate(zip(events, raws))]
+    first, then = f"{seq}\t", f"\t{subject}\t{NULL if person_key is None else person_key}\t"
     out = []
-    for idx, (e, raw) in enumerate(zip(events, raws)):
-        head = row((seq, idx, subject, person_key, e.TYPE, e.event_id, e.correlation_id, e.causation_id, e.pack,
-                    e.pack_version, getattr(e, "year", None), e.prev_hash, e.hash, e.recorded_at))
-        out.append(b"%s\t%s" % (head.encode(), escape_bytes(bytes(raw)) if escape else raw))
+    for idx, (e, raw) in enumerate(zip(events, raws)):          # text_row by hand: the hottest line of a rebuild
+        pack, version, year, at = e.pack, e.pack_version, getattr(e, "year", None), e.recorded_at
+        out.append(f"{first}{idx}{then}{e.TYPE}\t{e.event_id}\t{e.correlation_id}\t{e.causation_id}\t"
+                   f"{NULL if pack is None else pack}\t{NULL if version is None else version}\t"
+                   f"{NULL if year is None else year}\t{e.prev_hash}\t{e.hash}\t{NULL if at is None else at}\t"
+                   .encode() + raw)
     return out
+
+
+def _head(seq: int, idx: int, subject: str, person_key: str | None, e) -> tuple:
+    return (seq, idx, subject, person_key, e.TYPE, e.event_id, e.correlation_id, e.causation_id, e.pack,
+            e.pack_version, getattr(e, "year", None), e.prev_hash, e.hash, e.recorded_at)
 
 
 def dead_letter_lines(seq: int, events: list) -> list[bytes]:

@@ -86,8 +86,7 @@ async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
             report()
             for proc, receive in children:
                 if not proc.is_alive() and proc.exitcode != 0:
-                    error = receive.recv() if receive.poll() else f"exit code {proc.exitcode}"
-                    raise RuntimeError(f"rebuild worker {proc.name} failed: {error}")
+                    raise RuntimeError(f"rebuild worker {proc.name} failed: {_error(proc, receive)}")
             if own.done():
                 own.result()
         report()
@@ -101,6 +100,15 @@ async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
                 proc.terminate()
             proc.join(10)
             receive.close()
+
+
+def _error(proc: Any, receive: Any) -> str:
+    try:
+        if receive.poll():
+            return receive.recv() or f"exit code {proc.exitcode}"
+    except (EOFError, OSError):
+        pass
+    return f"exit code {proc.exitcode} (see its stderr)"
 
 
 def _child(job: Job, share: Share, board: Any, send: Any) -> None:

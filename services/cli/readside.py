@@ -72,7 +72,7 @@ async def _rebuild(names: list[str] | None, as_json: bool, batch: int, workers: 
         finally:
             await pool.close()
     summary = {"projections": names or "all", "workers": workers, "seq": state.seq, "events": state.events,
-               "messages_per_second": round(state.rate, 1), "seconds": round(state.elapsed, 2)}
+               "messages_per_second": round(state.rate, 1), "seconds": round(state.elapsed, 2), "phases": state.phases}
     if as_json:
         sys.stdout.write(msgspec.json.encode(summary).decode() + "\n")
     else:

@@ -24,6 +24,7 @@ from projections.model import MemoryTables
 from projections.sample import decided, subject_of, traffic
 from projections.source import Raw
 from projections.sql import csv_line
+from projections.claims import FUND_FLOW
 
 SECRET = b"lean-test-secret-0123456789abcdef"
 NAMES = list(PROJECTIONS)
@@ -81,12 +82,13 @@ def lean_tables(stream: list[Raw], parts: int) -> dict[str, dict[tuple, dict]]:
                 row[column] = int(row[column])
         tables.setdefault(table, {})[tuple(row[k] for k in t.key)] = row
 
-    upserts = []
+    merged = []
     for share in shares(parts, len(stream)):
         fold = ShareFold(NAMES, share, len(stream))
         for start in range(0, len(stream), 97):                 # batches, as the reader gives them
             decoded, _ = fold.decode(stream[start:start + 97])
-            rows, trail, dead = fold.fold(decoded)
+            rows, trail, dead = out = Rows(), [], []
+            fold.fold(decoded, out)
             for table, lines in rows.copy.items():
                 for line in lines:
                     insert(table.name, _csv(line))
@@ -94,18 +96,22 @@ def lean_tables(stream: list[Raw], parts: int) -> dict[str, dict[tuple, dict]]:
                 insert("ledger_event", _text(line))
             for line in dead:
                 insert("dead_letter", _csv(line))
-            upserts.extend(rows.upserts.values())
-        upserts.extend(flow_upserts(fold.claims.flows))
-    for u in upserts:
-        rows = tables.setdefault(u.table.name, {})
-        row = rows.get(u.key)
-        if row is None:
-            row = rows[u.key] = dict.fromkeys(u.table.columns)
-            row.update(zip(u.table.key, u.key))
-            row.update(dict.fromkeys(u.table.additive, 0))         # NOT NULL DEFAULT 0
-        for column, value in u.add.items():
-            row[column] = Decimal(str(row[column] or 0)) + value
-        row.update(u.set)
+            merged.extend(rows.merged())
+        merged.append((FUND_FLOW, ("amount", "lines"), (), [(*u.key, u.add["amount"], u.add["lines"], 0)
+                                                             for u in flow_upserts(fold.claims.flows)]))
+    for table, add, put, values in merged:                       # as sql.merge_sql merges them
+        rows = tables.setdefault(table.name, {})
+        n = len(table.key)
+        for value in values:
+            key, figures, sets, present = value[:n], value[n:n + len(add)], value[n + len(add):-1], value[-1]
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = dict.fromkeys(table.columns)
+                row.update(zip(table.key, key))
+                row.update(dict.fromkeys(table.additive, 0))       # NOT NULL DEFAULT 0
+            for column, figure in zip(add, figures):
+                row[column] = Decimal(str(row[column] or 0)) + figure
+            row.update((c, v) for i, (c, v) in enumerate(zip(put, sets)) if present & (1 << i))
     return tables
 
 
