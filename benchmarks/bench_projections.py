@@ -38,7 +38,7 @@ from benchmarks.report import Row
 from events.ledger import COMMIT_ENCODER
 from projections.sample import decided, subject_of, traffic
 from projections.catalog import select
-from projections.lean_claims import Rows
+from projections.lean_rows import Rows
 from projections.load import Share, ShareFold
 from projections.runner import decode_batch
 from projections.sql import csv_line

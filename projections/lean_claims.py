@@ -9,6 +9,7 @@ folding different persons never wait on each other's rows.
 
 Both folds must stay one meaning: tests/projections/test_lean.py compares their
 tables on sample traffic. A change to claims.py or usage.py belongs here too.
+Batches are `lean_rows.Rows`.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from events.messages import INPATIENT
 from projections import catalog
 from projections.claims import FUND_FLOW, LINE, SETTLEMENT, WARNING, ClaimsState, SetlMeta
 from projections.decode import LeanDecoder
-from projections.model import Table, Upsert
-from projections.sql import Merged, csv_line
-from projections.usage import PERSON_YEAR, RULE_TOTAL
+from projections.lean_rows import AT, CANCEL, FACTS, SPLIT, Rows, Year
+from projections.model import Upsert
+from projections.sql import csv_line
 
 _LINE = ("setl_id", "year", "rule_id", "clause", "amount", "pack", "pack_version")
 NEEDS = {
@@ -45,9 +46,6 @@ NEEDS = {
     ev.TiltedGrantPaid: ("admdvs", "year", "approved_on", "granted", "refused", "cap_limit"),
 }
 _REVERSED_COLUMN = {"critical_illness": "hifmi", "assistance": "maf", "hospital": "hosp"}
-_KIND = {True: "inpatient", False: "outpatient"}
-_SPLIT = {inpatient: {what: f"{kind}_{what}" for what in ("count", "medfee", "hifmi", "maf", "hosp", "psn")}
-          for inpatient, kind in _KIND.items()}
 
 
 def _month(when: str | None) -> str | None:
@@ -57,56 +55,6 @@ def _month(when: str | None) -> str | None:
 
 def _negative(amount: str) -> str:
     return amount[1:] if amount.startswith("-") else "-" + amount
-
-
-YEAR_ADD = tuple(sorted(PERSON_YEAR.additive))       # every person-year counter, in staging order
-_AT = {column: i for i, column in enumerate(YEAR_ADD)}
-_FACTS = {inpatient: tuple(_AT[c] for c in ("settlements", "ci_base", "assist_base", *(split[w] for w in (
-    "count", "medfee", "hifmi", "maf", "hosp", "psn")))) for inpatient, split in _SPLIT.items()}
-_CANCEL = {inpatient: tuple(_AT[c] for c in ("cancelled", "ci_base", "assist_base", split["count"], split["medfee"],
-                                                split["psn"])) for inpatient, split in _SPLIT.items()}
-YEAR_PUT = tuple(c for c in PERSON_YEAR.columns if c not in PERSON_YEAR.additive and c not in PERSON_YEAR.key)
-_YEAR_BIT = {column: 1 << i for i, column in enumerate(YEAR_PUT)}
-_SETTLEMENT_ADD = tuple(sorted(SETTLEMENT.additive))
-_SETTLEMENT_PUT = ("cancelled", "cancel_time", "redecided_status")          # what later events set
-_SETTLEMENT_BIT = {column: 1 << i for i, column in enumerate(_SETTLEMENT_PUT)}
-
-
-class Year:
-    """One person-year's figures within a batch: a slot per counter (`YEAR_ADD`), the columns set."""
-    __slots__ = ("add", "set")
-
-    def __init__(self) -> None:
-        self.add: list = [0] * len(YEAR_ADD)
-        self.set: dict = {}
-
-
-class Rows:
-    """One batch of claims output: COPY lines per inserted table, merged figures per row."""
-
-    def __init__(self) -> None:
-        self.copy: dict[Table, list[bytes]] = {SETTLEMENT: [], LINE: [], WARNING: []}   # csv_line
-        self.years: dict[tuple, Year] = {}
-        self.rules: dict[tuple, list] = {}            # (person_key, year, rule_id) → [amount, lines, fund]
-        self.upserts: dict[tuple, Upsert] = {}        # settlements moved by later events
-        self.escape = False              # some message of the batch needs its strings escaped
-
-    def upsert(self, table: Table, key: tuple) -> Upsert:
-        found = self.upserts.get((table.name, key))
-        if found is None:
-            found = self.upserts[(table.name, key)] = Upsert(table, key)
-        return found
-
-    def merged(self) -> list[Merged]:
-        """The batch's figures for `sql.write_merged`: added columns, then every column set, then the mask
-        of those this batch set."""
-        years = [(*key, *y.add, *[y.set.get(c) for c in YEAR_PUT], sum(_YEAR_BIT[c] for c in y.set))
-                 for key, y in self.years.items()]
-        rules = [(*key, *figures, 1) for key, figures in self.rules.items()]
-        settlements = [(*u.key, *(u.add.get(c, 0) for c in _SETTLEMENT_ADD), *(u.set.get(c) for c in _SETTLEMENT_PUT),
-                        sum(_SETTLEMENT_BIT[c] for c in u.set)) for u in self.upserts.values()]
-        return [(PERSON_YEAR, YEAR_ADD, YEAR_PUT, years), (RULE_TOTAL, ("amount", "lines"), ("fund",), rules),
-                (SETTLEMENT, _SETTLEMENT_ADD, _SETTLEMENT_PUT, settlements)]
 
 
 def _add(u: Upsert, column: str, value) -> None:
@@ -158,7 +106,7 @@ class LeanClaims:
                 handler(e)
         for y, meta in self.cancels:     # as fold_usage: after the whole decision moved the settlement's figures
             add = y.add
-            for i, value in zip(_CANCEL[meta.inpatient], (1, -meta.ci_base_added, -(
+            for i, value in zip(CANCEL[meta.inpatient], (1, -meta.ci_base_added, -(
                     meta.assist_base_added + meta.assist_base_delta), -1, -meta.medfee_sumamt, -meta.owed)):
                 add[i] += value
 
@@ -220,7 +168,7 @@ class LeanClaims:
         if e.ci_deductible is not None:        # the deductible the decision used (policy.md §4)
             y.set["ci_deductible"] = e.ci_deductible
         add = y.add
-        for i, value in zip(_FACTS[inpatient], (1, ci_base, assist_base, 1, medfee, Decimal(e.hifmi_pay),
+        for i, value in zip(FACTS[inpatient], (1, ci_base, assist_base, 1, medfee, Decimal(e.hifmi_pay),
                                                 Decimal(e.maf_pay), Decimal(e.hosp_part_amt), psn)):
             add[i] += value
 
@@ -232,14 +180,14 @@ class LeanClaims:
                    adjustment=e.adjustment)
         y = self._year(e.year, e)
         y.set["ci_deductible"] = e.deductible
-        y.add[_AT["ci_paid"]] += amount
+        y.add[AT["ci_paid"]] += amount
         self._rule(e.year, e.rule_id, "critical_illness", amount)
         if e.adjustment:
             meta.hifmi_adjusted += amount
             _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "hifmi_adjusted", amount)
-            k = _SPLIT[meta.inpatient]
-            y.add[_AT[k["hifmi"]]] += amount
-            y.add[_AT[k["psn"]]] -= amount
+            k = SPLIT[meta.inpatient]
+            y.add[AT[k["hifmi"]]] += amount
+            y.add[AT[k["psn"]]] -= amount
         self._flow(meta.admdvs, "critical_illness", e.recorded_at if e.adjustment else self.setl_time, amount)
 
     def _assistance(self, e) -> None:
@@ -251,15 +199,15 @@ class LeanClaims:
         y = self._year(e.year, e)
         self._rule(e.year, e.rule_id, "assistance", amount)
         if e.counter == "shared":
-            y.add[_AT["cap_used"]] += amount
+            y.add[AT["cap_used"]] += amount
             if e.cap_limit is not None:
                 y.set["cap_limit"] = e.cap_limit
         if e.adjustment:
             meta.maf_adjusted += amount
             _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "maf_adjusted", amount)
-            k = _SPLIT[meta.inpatient]
-            y.add[_AT[k["maf"]]] += amount
-            y.add[_AT[k["psn"]]] -= amount
+            k = SPLIT[meta.inpatient]
+            y.add[AT[k["maf"]]] += amount
+            y.add[AT[k["psn"]]] -= amount
         self._flow(meta.admdvs, "assistance", e.recorded_at if e.adjustment else self.setl_time, amount)
 
     def _hospital(self, e) -> None:
@@ -277,7 +225,7 @@ class LeanClaims:
         u = self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk))
         _add(u, "assist_base_delta", delta)
         u.set["redecided_status"] = e.status
-        self._year(e.year, e).add[_AT["assist_base"]] += delta
+        self._year(e.year, e).add[AT["assist_base"]] += delta
 
     def _cancelled(self, e) -> None:
         meta = self._meta(e.setl_id)
@@ -291,11 +239,11 @@ class LeanClaims:
         self._line(e, "reversal", e.fund, _negative(e.amount), counter=e.counter)
         self._flow(meta.admdvs, e.fund, self.cancel_time or e.recorded_at, amount)
         add = self._year(e.year, e).add
-        add[_AT[_SPLIT[meta.inpatient][_REVERSED_COLUMN.get(e.fund, "maf")]]] += amount
+        add[AT[SPLIT[meta.inpatient][_REVERSED_COLUMN.get(e.fund, "maf")]]] += amount
         if e.fund == "critical_illness":
-            add[_AT["ci_paid"]] += amount
+            add[AT["ci_paid"]] += amount
         elif e.counter == "shared":
-            add[_AT["cap_used"]] += amount
+            add[AT["cap_used"]] += amount
         self._rule(e.year, e.rule_id, e.fund, amount)
 
     def _warning(self, e) -> None:
@@ -303,7 +251,7 @@ class LeanClaims:
         self.rows.copy[WARNING].append(csv_line((
             self.seq, self.idx, self.pk, admdvs, e.year, e.code, e.clause, e.figure, e.threshold, e.setl_id,
             e.event_id, e.recorded_at), self.escape))
-        self._year(e.year, e).add[_AT["warnings"]] += 1
+        self._year(e.year, e).add[AT["warnings"]] += 1
 
     def _enrolled(self, e) -> None:
         self.enrol = (e.admdvs, e.enrol_date)
@@ -314,16 +262,16 @@ class LeanClaims:
         subsidy = Decimal(e.subsidy)
         if subsidy and self.enrol and self.enrol[0]:
             self._flow(self.enrol[0], e.fund, self.enrol[1], subsidy)
-        self._year(e.year, e).add[_AT["subsidy"]] += subsidy
+        self._year(e.year, e).add[AT["subsidy"]] += subsidy
 
     def _grant(self, e) -> None:
         granted = Decimal(e.granted)
         if granted:
             self._flow(e.admdvs, "assistance", e.approved_on, granted)
         y = self._year(e.year, e)
-        y.add[_AT["grants_granted"]] += granted
-        y.add[_AT["grants_refused"]] += Decimal(e.refused)
-        y.add[_AT["cap_used"]] += granted
+        y.add[AT["grants_granted"]] += granted
+        y.add[AT["grants_refused"]] += Decimal(e.refused)
+        y.add[AT["cap_used"]] += granted
         y.set["cap_limit"] = e.cap_limit
         self._rule(e.year, "tilted_grant", "assistance", granted)
 

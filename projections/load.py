@@ -20,9 +20,10 @@ import asyncpg
 
 from projections.catalog import load_settlements
 from projections.claims import LINE, SETTLEMENT, WARNING
-from projections.decode import LeanDecoder, merge_needs, person_key_of, raw_events
+from projections.decode import PERSON_PREFIX, LeanDecoder, merge_needs, raw_events
 from projections.lean_claims import NEEDS as CLAIMS_NEEDS
-from projections.lean_claims import LeanClaims, Rows, flow_upserts
+from projections.lean_claims import LeanClaims, flow_upserts
+from projections.lean_rows import Rows
 from projections.source import StreamReader
 from projections.sql import copy_lines, needs_escaping, shapes, write_merged, write_staged
 from projections.trail import (DEAD_LETTER, DEAD_LETTER_NEEDS, LEDGER_EVENT, TRAIL_NEEDS, dead_letter_lines,
@@ -31,6 +32,7 @@ from services.runtime.stream import STREAM
 
 log = logging.getLogger("ledger.rebuild")
 TEXT = {"format": "text"}
+PERSON_AT = len(PERSON_PREFIX)
 CHUNK = 25      # messages folded between two turns of the event loop: the writer's next statement goes out
 
 
@@ -76,33 +78,33 @@ class ShareFold:
         """What this share folds of `raws` (up to the target), and how many events it counts (each
         message is counted by one share: its range's, or its person's in a claims-only rebuild)."""
         out, counted = [], 0
-        share = self.share
-        for raw in raws:
-            if raw.seq > self.target:
+        share, claims_on, ranged_on, sliced = self.share, self.claims_on, self.ranged_on, self.trail_on
+        for seq, subject, data in raws:
+            if seq > self.target:
                 break
-            pk = person_key_of(raw.subject)
-            mine = self.claims_on and pk is not None and share.owns_person(pk)
-            ranged = self.ranged_on and share.first <= raw.seq <= share.last
+            pk = subject[PERSON_AT:] if subject.startswith(PERSON_PREFIX) else None
+            mine = claims_on and pk is not None and share.owns_person(pk)
+            ranged = ranged_on and share.first <= seq <= share.last
             if not (mine or ranged):
                 continue
             decoder = self.by_both if mine and ranged else self.by_person if mine else self.by_range
             try:
-                slices = raw_events(raw.data) if ranged and self.trail_on else None
-                events = decoder.events(raw.data) if slices is None else [decoder.event(r) for r in slices]
+                slices = raw_events(data) if ranged and sliced else None
+                events = decoder.events(data) if slices is None else decoder.each(slices)
             except Exception as exc:        # as the live projector: not a commit, skipped, said so
-                log.error("stream message %d on %s is not a ledger commit (%s); skipped", raw.seq, raw.subject, exc)
+                log.error("stream message %d on %s is not a ledger commit (%s); skipped", seq, subject, exc)
                 continue
-            if ranged or not self.ranged_on:
+            if ranged or not ranged_on:
                 counted += len(events)
-            escape = needs_escaping(raw.data) or needs_escaping(raw.subject)
-            out.append((raw.seq, raw.subject, pk if mine else None, ranged, events, slices, escape))
+            escape = needs_escaping(data) or needs_escaping(subject)
+            out.append((seq, subject, pk if mine else None, pk, ranged, events, slices, escape))
         return out, counted
 
     def fold(self, decoded: list[tuple], into: tuple[Rows, list[bytes], list[bytes]]) -> None:
         rows, trail, dead = into
-        for seq, subject, pk, ranged, events, slices, escape in decoded:
+        for seq, subject, pk, subject_key, ranged, events, slices, escape in decoded:
             if ranged and self.trail_on:
-                trail.extend(trail_lines(seq, subject, person_key_of(subject), events, slices, escape))
+                trail.extend(trail_lines(seq, subject, subject_key, events, slices, escape))
             if ranged and self.dead_on:
                 dead.extend(dead_letter_lines(seq, events))
             if pk is not None and events:
@@ -169,7 +171,7 @@ async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share
                         await asyncio.sleep(0)
                     read = min(raws[-1].seq, end)
                     if fold.claims is not None:
-                        keys = fold.claims.missing([(d[2], d[4]) for d in decoded if d[2] is not None])
+                        keys = fold.claims.missing([(d[2], d[5]) for d in decoded if d[2] is not None])
                         if keys:                 # a settlement dropped from the bounded index: from SQL,
                             await drained()      # once everything before is stored
                             async with pool.acquire() as conn:

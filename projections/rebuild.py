@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from projections.build_tables import build_schema, create_tables, index_tables
 from projections.catalog import Projection, select
 from projections.ownership import Ownership
 from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
@@ -58,68 +59,13 @@ class Progress:
         return self.seq / elapsed if elapsed > 0 else 0.0
 
 
-def build_schema(name: str) -> str:
-    return f"rebuild_{name}"
-
-
 async def _prepare(conn: asyncpg.Connection, p: Projection, target: int) -> None:
-    schema = build_schema(p.name)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; DROP SCHEMA IF EXISTS "retired_{p.name}" CASCADE;'
-                       f'CREATE SCHEMA "{schema}"')
-    for table in p.tables:
-        await conn.execute(f'CREATE TABLE "{schema}"."{table.name}" '
-                           f'(LIKE {LIVE}."{table.name}" INCLUDING ALL EXCLUDING INDEXES)')
-        if table.additive:                     # folded by upsert: ON CONFLICT needs the key during the load
-            await _index(conn, schema, table.name, keys_only=True)
+    await create_tables(conn, p)
     await conn.execute(
         "INSERT INTO projection_rebuild (projection, schema_name, status, seq, target_seq) "
         "VALUES ($1, $2, 'running', 0, $3) ON CONFLICT (projection) DO UPDATE SET schema_name = EXCLUDED.schema_name, "
         "status = 'running', seq = 0, target_seq = EXCLUDED.target_seq, started_at = now(), updated_at = now(), "
-        "finished_at = NULL, error = NULL", p.name, schema, target)
-
-
-_INDEXES = r"""
-    SELECT i.relname AS name, x.indisunique AS is_unique, x.indisprimary AS is_key, c.conname AS constraint_name,
-           pg_get_constraintdef(c.oid) AS constraint_def,
-           regexp_replace(pg_get_indexdef(x.indexrelid), '^.* ON \S+ ', '') AS shape
-    FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
-    WHERE x.indrelid = format('%I.%I', $1::text, $2::text)::regclass ORDER BY x.indisprimary DESC, i.relname"""
-
-
-async def _index(conn: asyncpg.Connection, schema: str, table: str, keys_only: bool = False) -> None:
-    """Give the build table the live one's keys and indexes, under the migrated names (index names are
-    per schema, so they are the live names already when the table moves to public)."""
-    for r in await conn.fetch(_INDEXES, LIVE, table):
-        exists = await conn.fetchval("SELECT to_regclass(format('%I.%I', $1::text, $2::text))", schema, r["name"])
-        if exists or (keys_only and not r["is_key"]):
-            continue
-        if r["constraint_name"]:
-            await conn.execute(f'ALTER TABLE "{schema}"."{table}" ADD CONSTRAINT "{r["constraint_name"]}" '
-                               f'{r["constraint_def"]}')
-        else:
-            unique = "UNIQUE " if r["is_unique"] else ""
-            await conn.execute(f'CREATE {unique}INDEX "{r["name"]}" ON "{schema}"."{table}" {r["shape"]}')
-
-
-_INDEXED_COLUMNS = """
-    SELECT DISTINCT a.attname FROM pg_index x
-    JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey)
-    WHERE x.indrelid = format('%I.%I', $1::text, $2::text)::regclass ORDER BY 1"""
-
-
-async def _finish_tables(conn: asyncpg.Connection, projections: list[Projection]) -> None:
-    """After the bulk load: every index at once (a sort each, not row by row), then planner statistics
-    for the columns readers look rows up by (the indexed ones; ANALYZE of every column, the json payloads
-    too, cost more than the indexes): autovacuum analyzes the rest later."""
-    await conn.execute("SET maintenance_work_mem = '256MB'")
-    for p in projections:
-        schema = build_schema(p.name)
-        for table in p.tables:
-            await _index(conn, schema, table.name)
-            columns = ", ".join(f'"{r["attname"]}"' for r in await conn.fetch(_INDEXED_COLUMNS, schema, table.name))
-            await conn.execute(f'ANALYZE "{schema}"."{table.name}" ({columns})')
-    await conn.execute("RESET maintenance_work_mem")
+        "finished_at = NULL, error = NULL", p.name, build_schema(p.name), target)
 
 
 async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int) -> int | None:
@@ -214,7 +160,7 @@ async def _load(dsn: str, pool: asyncpg.Pool, js: Any, projections: list[Project
     began = time.perf_counter()
     state.phases["load"] = round(began - state.started, 2)
     async with pool.acquire() as conn:
-        await _finish_tables(conn, projections)
+        await index_tables(conn, projections)
         state.phases["indexes"] = round(time.perf_counter() - began, 2)
         await conn.execute("UPDATE projection_rebuild SET seq = $2, updated_at = now() "
                            "WHERE projection = ANY($1::text[])", names, state.seq)

@@ -32,9 +32,14 @@ async def publish(js: Any, store: Any, start: int = 0, stop: int | None = None) 
 
 def expected_tables(store: Any, names: list[str] | None = None) -> dict[str, dict]:
     """The read models as the pure folds give them for the store's commits (sequence = position)."""
+    return expected_from_stored([(subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c)) for p, c in store.commits],
+                                names)
+
+
+def expected_from_stored(stored: list[tuple[str, bytes]], names: list[str] | None = None) -> dict[str, dict]:
+    """The same for (subject, stored bytes) pairs, published in that order."""
     model = MemoryTables()
-    msgs = [decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
-            for i, (p, c) in enumerate(store.commits, 1)]
+    msgs = [decode_message(i, subject, data) for i, (subject, data) in enumerate(stored, 1)]
     for name in names or list(PROJECTIONS):
         projection = PROJECTIONS[name]
         state = projection.new_state()

@@ -153,13 +153,26 @@ async def test_a_small_settlement_index_reloads_from_the_tables(env, store, monk
     """Cancels and adjustments of settlements dropped from the bounded index are read back from SQL,
     by the live projector and by a rebuild (which first lets its writer drain)."""
     import projections.catalog
+    import projections.load
+    from projections.workers import NatsAt
     monkeypatch.setattr(projections.catalog, "MAX_INDEX", 10)
+    reloaded = []
+    load = projections.load.load_settlements
+
+    async def counted(conn, schema, state, keys):
+        reloaded.append(len(keys))
+        await load(conn, schema, state, keys)
+
+    monkeypatch.setattr(projections.load, "load_settlements", counted)
     last = await publish(env.js, store)
     await project_until(env.dsn, env.pool, env.js, last, max_batch=30)
     expected = expected_tables(store)
     assert await read_tables(env.pool) == expected
     await rebuild(env.dsn, env.pool, env.js, ["claims"], max_batch=40)
-    assert await read_tables(env.pool) == expected
+    assert await read_tables(env.pool) == expected and sum(reloaded) > 0
+    reloaded.clear()                                     # this process's share reloads; the other's need not
+    await rebuild(env.dsn, env.pool, env.js, ["claims"], max_batch=40, workers=2, connect=NatsAt(env.nats_url))
+    assert await read_tables(env.pool) == expected and sum(reloaded) > 0
 
 
 async def test_a_rebuild_split_over_workers_gives_the_same_tables_and_indexes(env, store) -> None:
@@ -177,6 +190,46 @@ async def test_a_rebuild_split_over_workers_gives_the_same_tables_and_indexes(en
     await rebuild(env.dsn, env.pool, env.js, ["audit_trail"], max_batch=25, workers=2, connect=NatsAt(env.nats_url))
     assert await read_tables(env.pool) == expected_tables(store)
     assert await checkpoints(env.pool) == {"claims": last, "audit_trail": last, "dead_letters": last}
+
+
+async def test_a_rebuild_escapes_what_copy_would_misread(env, store) -> None:
+    """Strings with quotes, commas, backslashes, tabs and newlines, a dead letter's raw bytes, and a commit
+    stored with whitespace between its tokens: the lean COPY lines must escape them all, and the tables
+    still equal the live projector's folds of the same bytes."""
+    import json
+
+    import msgspec
+
+    from events import ledger as ev
+    from projections.decode import stored_events
+    from readside_helpers import expected_from_stored
+    odd = 'say "hi", \\ back\tslash\nnew line'
+    stored = [(subject_of_commit(p, c), ev.COMMIT_ENCODER.encode(c)) for p, c in store.commits]
+    subject, commit = next((s, c) for (s, _), (_, c) in zip(stored, store.commits)
+                           if isinstance(c.events[0], ev.HospitalStaySettled) and len(c.events) > 2)
+    setl_id = commit.events[0].setl_id
+    changed = [msgspec.structs.replace(e, setl_id=f"{setl_id}-odd", clause=odd) if hasattr(e, "clause") else
+               msgspec.structs.replace(e, setl_id=f"{setl_id}-odd", dise_codg=odd) if hasattr(e, "dise_codg") else e
+               for e in commit.events]
+    stored.append((subject, ev.COMMIT_ENCODER.encode(msgspec.structs.replace(commit, events=changed, results=[]))))
+    rejected = ev.MessageRejected(code="bad_json", message=odd, msg_type=None, raw=b'x={"x": "\t\\"}\x00\xff',
+                                  source=odd, event_id="odd-1")
+    stored.append(("ledger.ref.rejected", ev.COMMIT_ENCODER.encode(ev.Commit("odd-1", "odd-1", [rejected]))))
+    pretty = json.dumps(json.loads(stored[-3][1]), indent="\t", ensure_ascii=False).replace("\n", "\r\n").encode()
+    stored[-3] = (stored[-3][0], pretty)                   # whitespace, tabs and CRs between tokens
+    for subject_, data in stored:
+        await env.js.publish(subject_, data)
+    await rebuild(env.dsn, env.pool, env.js, max_batch=70)
+    assert await read_tables(env.pool) == expected_from_stored(stored)
+    payload = await env.pool.fetchval("SELECT payload FROM ledger_event WHERE seq = $1 AND idx = 0", len(stored) - 2)
+    assert payload == stored_events(pretty)[0] and b"\r\n\t" in payload             # the stored bytes, exactly
+    raw = await env.pool.fetchval("SELECT raw FROM dead_letter WHERE event_id = 'odd-1'")
+    assert raw == rejected.raw
+
+
+def subject_of_commit(psn_no, commit) -> str:
+    from projections.sample import subject_of
+    return subject_of(psn_no, commit, SECRET)
 
 
 async def test_migrations_apply_once_in_order_and_refuse_an_edited_one(fresh_database_url, tmp_path) -> None:

@@ -18,7 +18,8 @@ from events.upcast import UPCASTERS, register
 from projections.catalog import PROJECTIONS
 from projections.decode import LeanDecoder, decode_message
 from projections.lean_claims import NEEDS as CLAIMS_NEEDS
-from projections.lean_claims import Rows, flow_upserts
+from projections.lean_claims import flow_upserts
+from projections.lean_rows import Rows
 from projections.load import ShareFold, shares
 from projections.model import MemoryTables
 from projections.sample import decided, subject_of, traffic
