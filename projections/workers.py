@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,8 +126,11 @@ def _child(job: Job, share: Share, board: Any, send: Any) -> None:
 
 async def _child_load(job: Job, share: Share, board: Any) -> None:
     from projections.db import create_pool
+    parent = os.getppid()
 
     def mine(loaded: Loaded) -> None:
+        if os.getppid() != parent:          # the rebuild that started us is gone: its tables will be dropped
+            raise RuntimeError("the rebuild process stopped")
         board[2 * share.part], board[2 * share.part + 1] = loaded.seq, loaded.events
 
     pool = await create_pool(job.dsn, max_size=2)
