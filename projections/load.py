@@ -50,8 +50,9 @@ class Share:
 
 
 def shares(parts: int, target: int) -> list[Share]:
-    step = -(-target // parts) if target else 0
-    return [Share(i, parts, i * step + 1, target if i == parts - 1 else (i + 1) * step) for i in range(parts)]
+    """Every share of `parts`: sequence ranges of (almost) equal length covering 1..target."""
+    step = -(-target // parts)
+    return [Share(i, parts, i * step + 1, min(target, (i + 1) * step)) for i in range(parts)]
 
 
 @dataclass

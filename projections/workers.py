@@ -71,35 +71,39 @@ async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
         board[0], board[1] = loaded.seq, loaded.events
         report()
 
-    children = []
-    for share in parts[1:]:
-        receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(job, share, board, send), daemon=True,
-                           name=f"ledger-rebuild-{share.part}")
-        proc.start()
-        send.close()
-        children.append((proc, receive))
+    children: list[tuple[Any, Any]] = []
+    own: asyncio.Future | None = None
     try:
+        for share in parts[1:]:
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(job, share, board, send), daemon=True,
+                               name=f"ledger-rebuild-{share.part}")
+            proc.start()
+            send.close()
+            children.append((proc, receive))
         own = asyncio.ensure_future(load_share(pool, js, list(job.names), parts[0], job.target, job.schemas,
                                                stream=job.stream, max_batch=job.max_batch, progress=mine))
         while not own.done() or any(p.is_alive() for p, _ in children):
-            await asyncio.wait({own}, timeout=0.25)
+            if own.done():
+                own.result()                   # raise this share's error at once
+                await asyncio.sleep(0.25)
+            else:
+                await asyncio.wait({own}, timeout=0.25)
             report()
             for proc, receive in children:
                 if not proc.is_alive() and proc.exitcode != 0:
                     raise RuntimeError(f"rebuild worker {proc.name} failed: {_error(proc, receive)}")
-            if own.done():
-                own.result()
+        own.result()
         report()
         return Loaded(max(board[2 * i] for i in range(workers)), sum(board[2 * i + 1] for i in range(workers)))
     finally:
-        if not own.done():
+        if own is not None and not own.done():
             own.cancel()
             await asyncio.gather(own, return_exceptions=True)
         for proc, receive in children:
             if proc.is_alive():
                 proc.terminate()
-            proc.join(10)
+            proc.join(5)
             receive.close()
 
 

@@ -186,6 +186,15 @@ def test_an_upcast_event_projects_lean_like_its_current_shape() -> None:
         UPCASTERS.pop("year_closed_v0")
 
 
+def test_shares_cover_the_stream_once() -> None:
+    for parts, target in ((1, 0), (2, 7), (3, 3), (5, 3), (4, 1000)):
+        covered = [seq for s in shares(parts, target) for seq in range(s.first, s.last + 1)]
+        assert covered == list(range(1, target + 1)), (parts, target)
+    keys = [f"{i:032x}" for i in range(300)]
+    owners = [[s.part for s in shares(3, 10) if s.owns_person(k)] for k in keys]
+    assert all(len(o) == 1 for o in owners) and {o[0] for o in owners} == {0, 1, 2}
+
+
 def test_rows_of_a_batch_merge_per_row() -> None:
     rows = Rows()
     assert rows.upsert(TABLES["person_year"], ("k", 2022)) is rows.upsert(TABLES["person_year"], ("k", 2022))
