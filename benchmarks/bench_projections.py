@@ -33,7 +33,7 @@ import msgspec
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from benchmarks.readside_app import TOKEN
+from benchmarks.read_latency import RATE, pct, reads
 from benchmarks.report import Row
 from events.ledger import COMMIT_ENCODER
 from projections.sample import decided, subject_of, traffic
@@ -50,7 +50,6 @@ from services.runtime.stream import ensure_ledger_stream
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-projections-person-key-secret-01"
 BASE_PERSONS = 2000
-RATE = 500.0
 MARK = b"Z@"          # in every person id of the template; replaced per clone
 
 
@@ -170,85 +169,34 @@ def _rebuild(env: dict[str, str], workers: int) -> tuple[dict, float, float]:
         return msgspec.json.decode(out.read()), usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-class _Http:
-    """Keep-alive HTTP/1.1 on raw asyncio streams: httpx costs ~1 ms of client CPU per request, which at
-    500 requests/s on a shared 2-core machine would be measuring the client, not the server."""
+def _cpu_seconds(pid: int | None, children: bool = False) -> float:
+    """User + system CPU seconds of a process (with `children`: also of its children, running or reaped),
+    from /proc: PostgreSQL works in backends, and on this shared machine wall time says little alone."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, port: int, connections: int = 32):
-        self.port, self.size = port, connections
-        self.free: asyncio.Queue = asyncio.Queue()
-
-    async def open(self) -> None:
-        for _ in range(self.size):
-            self.free.put_nowait(await asyncio.open_connection("127.0.0.1", self.port))
-
-    async def get(self, path: str) -> int:
-        reader, writer = await self.free.get()
+    def stat(p: int | str) -> list[str] | None:
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
-            await reader.readexactly(length)
-            return int(head[9:12])
-        finally:
-            self.free.put_nowait((reader, writer))
+            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
 
-    async def close(self) -> None:
-        while not self.free.empty():
-            _, writer = self.free.get_nowait()
-            writer.close()
-
-
-async def _latency(client: _Http, paths: list[str], seconds: float) -> list[float]:
-    """Open loop at RATE: each request is timed from when it was due, whatever the answers before it did."""
-    latencies: list[float] = []
-    failures = 0
-
-    async def one(path: str, due: float) -> None:
-        nonlocal failures
-        failures += await client.get(path) != 200
-        latencies.append(time.perf_counter() - due)
-
-    tasks = []
-    start = time.perf_counter()
-    for i in range(int(RATE * seconds)):
-        due = start + i / RATE
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(paths[i % len(paths)], due)))
-    await asyncio.gather(*tasks)
-    if failures:
-        raise RuntimeError(f"{failures} requests failed")
-    return sorted(latencies)
+    mine = stat(pid)
+    if mine is None:
+        return 0.0
+    total = sum(map(int, mine[11:15 if children else 13]))
+    if children:
+        for entry in Path("/proc").iterdir():
+            fields = stat(entry.name) if entry.name.isdigit() else None
+            if fields and int(fields[1]) == pid:
+                total += sum(map(int, fields[11:15]))
+    return total / tick
 
 
-def _pct(values: list[float], p: float) -> float:
-    return values[min(len(values) - 1, int(p * len(values)))] * 1000
-
-
-async def _reads(env: dict[str, str], persons: list[str], seconds: float) -> dict[str, list[float]]:
-    port = 18700 + os.getpid() % 500
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "benchmarks.readside_app:app",
-                               "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                              env=env, cwd=REPO)
-    client = _Http(port)
-    try:
-        for _ in range(300):
-            try:
-                await client.open()
-                if await client.get("/bare") == 200:
-                    break
-            except OSError:
-                await asyncio.sleep(0.1)
-        year_paths = [f"/v1/persons/{p}/years/2022" for p in persons]
-        await _latency(client, year_paths, 2.0)                                # warm connections and caches
-        return {"bare": await _latency(client, ["/bare"], seconds),
-                "years": await _latency(client, year_paths, seconds)}
-    finally:
-        await client.close()
-        server.terminate()
-        server.wait(10)
+def _postmaster(tmp: str) -> int | None:
+    found = next(Path(tmp).glob("**/postmaster.pid"), None)
+    return int(found.read_text().split()[0]) if found else None
 
 
 async def _settle(url: str) -> None:
@@ -261,7 +209,7 @@ async def _settle(url: str) -> None:
 
 async def run(args: Any) -> list[Row]:
     wanted = 50_000 if args.quick else 1_000_000
-    rebuilds: dict[int, tuple[float, dict, float, float, float]] = {}    # workers → raw, summary, rss, cpu, wall
+    rebuilds: dict[int, tuple] = {}        # workers → raw, summary, rss, cpu, wall, other processes' CPU
     with tempfile.TemporaryDirectory(prefix="bench-projections-") as tmp:
         nats_server = start_nats(Path(tmp), port=0, sync_always=False)
         pg = start_postgres(Path(tmp), delete_on_stop=True)
@@ -279,21 +227,30 @@ async def run(args: Any) -> list[Row]:
             del kept
             env = {**os.environ, "NATS_URL": nats_server.url, "DATABASE_URL": pg.url,
                    "LEDGER_PERSON_KEY_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+            postmaster, server = _postmaster(tmp), nats_server.process.pid
             for workers in (1, 2):
+                before = time.process_time(), _cpu_seconds(server)
                 raw = await _raw_read(js, last)
+                raw_cpu = {"reader_us": (time.process_time() - before[0]) / last * 1e6,
+                           "nats_us": (_cpu_seconds(server) - before[1]) / last * 1e6}
                 t0 = time.perf_counter()
+                before = _cpu_seconds(postmaster, children=True), _cpu_seconds(server)
                 summary, rss, cpu = _rebuild(env, workers)
-                rebuilds[workers] = (raw, summary, rss, cpu, time.perf_counter() - t0)
+                cpus = {"postgres_us_per_message": round((_cpu_seconds(postmaster, True) - before[0]) / last * 1e6, 1),
+                        "nats_us_per_message": round((_cpu_seconds(server) - before[1]) / last * 1e6, 1),
+                        "raw_read_cpu_us_per_message": {k: round(v, 1) for k, v in raw_cpu.items()},
+                        "load_average": os.getloadavg()[0]}
+                rebuilds[workers] = (raw, summary, rss, cpu, time.perf_counter() - t0, cpus)
                 print(f"  raw read {raw:,.0f} msg/s; rebuilt with {workers} worker(s) in "
                       f"{rebuilds[workers][4]:.1f}s: {summary}", flush=True)
                 await _settle(pg.url)
             await nc.close()
-            lat = await _reads(env, random.Random(1).sample(persons, min(len(persons), 1000)),
+            lat = await reads(env, random.Random(1).sample(persons, min(len(persons), 1000)),
                                3.0 if args.quick else 10.0)
         finally:
             pg.stop()
             nats_server.stop()
-    p99, bare99 = _pct(lat["years"], 0.99), _pct(lat["bare"], 0.99)
+    p99, bare99 = pct(lat["years"], 0.99), pct(lat["bare"], 0.99)
     rows = [
         Row(name="lean decode + fold alone, in memory (ceiling of a rebuild)", value=lean, unit="msg/s",
             baseline_name="raw ordered read", baseline_value=rebuilds[1][0],
@@ -301,11 +258,11 @@ async def run(args: Any) -> list[Row]:
         Row(name="full decode + fold alone, in memory (the live projector's)", value=alone, unit="msg/s",
             baseline_name="raw ordered read", baseline_value=rebuilds[1][0]),
     ]
-    for workers, (raw, summary, rss, cpu, wall) in rebuilds.items():
+    for workers, (raw, summary, rss, cpu, wall, cpus) in rebuilds.items():
         rate = summary["messages_per_second"]
         notes = {"messages": messages, "events": events, "projector_reader_msg_per_s": round(pull, 1),
                  "rebuild_wall_s": round(wall, 1), "phases_s": summary.get("phases"),
-                 "cpu_us_per_message": round(cpu / summary["seq"] * 1e6, 1),
+                 "cpu_us_per_message": round(cpu / summary["seq"] * 1e6, 1), **cpus,
                  "rebuild_events_per_s": round(summary["events"] / (summary["seq"] / rate), 1) if rate else None}
         name = f"rebuild all projections, {workers} worker{'s' if workers > 1 else ''} ({events:,} events)"
         if workers == 1:
@@ -319,8 +276,8 @@ async def run(args: Any) -> list[Row]:
             rows.append(Row(name=name, value=rate, unit="msg/s", baseline_name="raw ordered read",
                             baseline_value=raw, notes=notes))
     rows += [
-        Row(name=f"GET person-year p50 at {RATE:.0f}/s", value=_pct(lat["years"], 0.5), unit="ms",
-            baseline_name="bare p50", baseline_value=_pct(lat["bare"], 0.5)),
+        Row(name=f"GET person-year p50 at {RATE:.0f}/s", value=pct(lat["years"], 0.5), unit="ms",
+            baseline_name="bare p50", baseline_value=pct(lat["bare"], 0.5)),
         Row(name=f"GET person-year p99 at {RATE:.0f}/s", value=p99, unit="ms", baseline_name="bare p99",
             baseline_value=bare99, target="< 10 ms", met=p99 < 10, notes={"requests": len(lat["years"])}),
     ]

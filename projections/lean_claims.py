@@ -85,10 +85,12 @@ class LeanClaims:
         self.evicted = catalog.evict_oldest(self.state, catalog.MAX_INDEX) or self.evicted
         if not self.evicted:
             return []
-        created = {(pk, e.setl_id) for pk, events in msgs for e in events if type(e) in self._facts_types}
-        wanted = {(pk, e.setl_id) for pk, events in msgs for e in events
-                  if type(e) in self._later and getattr(e, "setl_id", None)}
-        return [k for k in wanted - created if k not in self.state.settlements]
+        known, later = self.state.settlements, self._later
+        gone = {(pk, e.setl_id) for pk, events in msgs for e in events
+                if type(e) in later and e.setl_id and (pk, e.setl_id) not in known}
+        if gone:                                # unless this very batch creates them
+            gone -= {(pk, e.setl_id) for pk, events in msgs for e in events if type(e) in self._facts_types}
+        return list(gone)
 
     def fold(self, rows: Rows, seq: int, pk: str, events: list, escape: bool = False) -> None:
         self.rows, self.seq, self.pk, self.idx, self.escape = rows, seq, pk, 0, escape

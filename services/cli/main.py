@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("--batch", type=int, default=2000, help="messages per transaction")
     rebuild = sub.add_parser("rebuild", help="rebuild read models from sequence 1 into fresh tables, then swap")
     rebuild.add_argument("projection", nargs="?", help="claims, audit_trail or dead_letters; default all")
-    rebuild.add_argument("--batch", type=int, default=5000, help="messages per transaction")
+    rebuild.add_argument("--batch", type=int, default=2000,
+                         help="messages per transaction; memory grows with it (four batches in flight, ~10 kB a message)")
     rebuild.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     rebuild.add_argument("--workers", type=int, default=1,
                          help="processes folding the load, persons split by key hash, events by sequence range")

@@ -46,10 +46,11 @@ def project(names: list[str] | None, batch: int) -> int:
 
 
 def progress_bar(unit: str = "msg/s") -> Progress:
-    """A bar with a rate field (`rate=`) and an ETA, on stderr."""
+    """A bar with a rate field (`rate=`) and an ETA, on stderr, drawn twice a second (rich's default of ten
+    took 2% of a rebuild's CPU)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn(f"{{task.fields[rate]:>9,.0f}} {unit}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=err, transient=False)
+                    console=err, transient=False, refresh_per_second=2)
 
 
 async def _rebuild(names: list[str] | None, as_json: bool, batch: int, workers: int) -> int:
