@@ -154,19 +154,53 @@ def _lean_alone(batches: list) -> float:
     return sum(map(len, batches)) / (time.process_time() - started)
 
 
-def _rebuild(env: dict[str, str], workers: int) -> tuple[dict, float, float]:
-    """Run `ledger rebuild --json`; its summary, its own peak RSS in MB and CPU seconds (wait4 on that one
-    child: RUSAGE_CHILDREN would report the largest child ever waited for, e.g. another benchmark's)."""
+def _rebuild(env: dict[str, str], workers: int) -> tuple[dict, dict[str, float], float]:
+    """Run `ledger rebuild --json`; its summary, peak RSS in MB (its own, its workers'), CPU seconds.
+
+    Peak RSS is the kernel's VmHWM of each process, read while they run: the rusage of wait4 reports
+    at least what the parent held when it forked (the bench's own ~330 MB, inherited through exec),
+    which is what the earlier "479 MB once within make bench" was. CPU is wait4's (workers included)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "rebuild", "--json",
                                  "--workers", str(workers)], env=env, cwd=REPO, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peaks: dict[str, float] = {"own": 0.0, "workers": 0.0}
+        while True:
+            peaks["own"] = max(peaks["own"], _peak_rss(proc.pid))
+            for child in _children(proc.pid):
+                peaks["workers"] = max(peaks["workers"], _peak_rss(child))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(0.2)
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode:
             raise RuntimeError(f"ledger rebuild failed ({proc.returncode}): {err.read().decode()[-3000:]}")
-        return msgspec.json.decode(out.read()), usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+        return msgspec.json.decode(out.read()), peaks, usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss(pid: int) -> float:
+    """VmHWM of a running process in MB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except OSError:
+                continue
+    return out
 
 
 def _cpu_seconds(pid: int | None, children: bool = False) -> float:
@@ -268,11 +302,11 @@ async def run(args: Any) -> list[Row]:
         if workers == 1:
             rows.append(Row(name=name, value=rate, unit="msg/s", baseline_name="raw ordered read",
                             baseline_value=raw, target=">= 0.3x raw", met=rate >= 0.3 * raw, notes=notes))
-            rows.append(Row(name="rebuild peak RSS (own process, 1 worker)", value=rss, unit="MB",
-                            target="< 300 MB", met=rss < 300))
+            rows.append(Row(name="rebuild peak RSS (own process, 1 worker)", value=rss["own"], unit="MB",
+                            target="< 300 MB", met=rss["own"] < 300, notes={"how": "VmHWM while it runs"}))
         else:
             notes["one_worker_msg_per_s"] = rebuilds[1][1]["messages_per_second"]
-            notes["coordinator_peak_rss_mb"] = round(rss, 1)
+            notes["peak_rss_mb"] = {k: round(v, 1) for k, v in rss.items()}
             rows.append(Row(name=name, value=rate, unit="msg/s", baseline_name="raw ordered read",
                             baseline_value=raw, notes=notes))
     rows += [

@@ -47,7 +47,7 @@ class Progress:
     target: int = 0
     events: int = 0
     started: float = field(default_factory=time.perf_counter)      # perf_counter seconds
-    phases: dict[str, float] = field(default_factory=dict)          # seconds: load, indexes, catch_up
+    phases: dict[str, float] = field(default_factory=dict)    # seconds: load, indexes, catch_up_and_swap
 
     @property
     def elapsed(self) -> float:    # seconds since the rebuild started
@@ -116,7 +116,7 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
             await _load(dsn, pool, js, projections, stream, max_batch, state, progress, workers, connect)
             began = time.perf_counter()
             await _replay(pool, js, projections, stream, max_batch, state, progress)
-            state.phases["catch_up"] = round(time.perf_counter() - began, 2)
+            state.phases["catch_up_and_swap"] = round(time.perf_counter() - began, 2)
         except BaseException as exc:
             async with pool.acquire() as conn:
                 await conn.execute("UPDATE projection_rebuild SET status = 'failed', error = $2, updated_at = now() "
