@@ -9,10 +9,10 @@ Layout (stream LEDGER, services/runtime/stream.py):
   decision was made on (0 for a new person); the server refuses a stale writer
   (err_code 10071) and we raise `Conflict`, so the handler reloads and decides
   again. Two adjudicators can never both spend the same room under a cap.
-* ``ledger.ref.key.<hash>`` — the claim of a global key (``setl_id``, ``grant_id``) by one person, in
-  the same atomic batch as that person's commit and expecting sequence 0 on its subject: the second
-  person to claim a key fails the whole batch (10071) and is answered ``setl_id_conflict`` after a
-  reload (integration.md §2 "Keys are global", ADR 0013).
+* ``ledger.ref.key.<hash>`` — the claim of a global key (``setl_id``, ``grant_id``) by one person,
+  stored just before that person's commit and expecting sequence 0 on its subject: the second person
+  to claim a key is refused (10071) before anything of theirs is stored, and is answered
+  ``setl_id_conflict`` after a reload (integration.md §2 "Keys are global", ADR 0013).
 * ``ledger.ref.<kind>`` — reference decisions: ``medins``, ``year_close``
   (guarded the same way on its own subject, so a repeated close is a
   ``duplicate`` across processes) and ``rejected`` (dead letters, unguarded:
@@ -49,6 +49,7 @@ from events.chain import seal_stored
 from events.upcast import decode_commit
 from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
 from services.adjudicator.store import Conflict
+from services.ingest.natsfast import JetStreamPublisher, expect_header
 from services.policy.decision import Decision
 from services.policy.engine import Reference
 from services.policy.state import Person, apply_commit
@@ -104,7 +105,6 @@ class JetStreamStore:
 
     async def start(self) -> None:
         if self.publisher is None:
-            from services.ingest.natsfast import JetStreamPublisher
             self.publisher = JetStreamPublisher(self.js._nc, timeout=self.timeout)
             await self.publisher.start()
         await self.ref.start()
@@ -238,12 +238,15 @@ class JetStreamStore:
         subject = entry.subject if entry is not None else self.subject_of(psn_no)
         events, stored, _ = seal_stored(decision.events, head)
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        batch = [(subject, _encode_commit(commit, stored), expected)]
+        payload = _encode_commit(commit, stored)
         holder = subject.rsplit(".", 1)[1]
-        claims = [self._claim(key, holder, events[0]) for key in decision.claims]
-        batch.extend((claim_subject, payload, 0) for claim_subject, payload in claims)
+        claims = [self._claim(key, holder, events[0]) for key in decision.claims
+                  if self._key_holders.get(self.key_subject(key)) != holder]
         try:
-            seq = await self.publisher.publish_batch(batch) - len(claims)   # the person's commit leads the batch
+            for claim_subject, claim in claims:          # the keys first: never a commit whose key is another's
+                await self._publish(claim_subject, claim, 0)
+                self._remember_key(claim_subject, holder)
+            seq = await self._publish(subject, payload, expected)
         except APIError as exc:
             self.forget(psn_no)
             if exc.err_code == WRONG_LAST_SEQUENCE:
@@ -255,8 +258,6 @@ class JetStreamStore:
         except BaseException:
             self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
             raise
-        for claim_subject, _ in claims:
-            self._remember_key(claim_subject, holder)
         if person.version == expected:
             apply_commit(person, commit, seq)
             entry = self._cache.get(psn_no)
@@ -293,7 +294,7 @@ class JetStreamStore:
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
-        return await self.publisher.publish_batch([(subject, payload, expected)])
+        return await self.publisher.publish(subject, payload, expect_header(expected))
 
     # --- reference data ----------------------------------------------------------------
 

@@ -166,7 +166,7 @@ async def send(nc: Any, subject: str, payload: bytes, headers: bytes | None = No
         await nc._flush_pending()
 
 
-def _expect(expected: int | None) -> bytes | None:
+def expect_header(expected: int | None) -> bytes | None:
     return None if expected is None else headers_bytes({EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
 
 
@@ -227,7 +227,7 @@ class JetStreamPublisher:
         """
         if len(messages) == 1:
             subject, payload, expected = messages[0]
-            return await self.publish(subject, payload, _expect(expected))
+            return await self.publish(subject, payload, expect_header(expected))
         batch_id = secrets.token_hex(12)
         token = str(next(self._ids))
         loop = asyncio.get_running_loop()
