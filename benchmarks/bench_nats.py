@@ -195,7 +195,8 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
         await js.add_consumer("BENCH_RAW", ConsumerConfig(durable_name="raw", ack_policy=AckPolicy.EXPLICIT,
                                                           ack_wait=30, max_deliver=5, max_ack_pending=20_000))
         await js.pause_consumer("BENCH_RAW", "raw", "2100-01-01T00:00:00Z")
-        loop_proc = _spawn(["-m", "benchmarks.nats_raw", server.url_for("admin"), "BENCH_RAW", "raw", "bench.raw.out"], env,
+        loop_proc = _spawn(["-m", "benchmarks.nats_raw", server.url_for("admin"), "BENCH_RAW", "raw",
+                            "bench.raw.out"], env,
                            tmp / "raw.log")
         try:
             await _publish_all(js, "bench.raw.in", lines)

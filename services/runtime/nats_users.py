@@ -26,7 +26,7 @@ import msgspec
 from services.runtime.secrets import _write_once
 
 __all__ = ["ACCOUNTS_CONF", "NATS_USERS", "USERS_FILE", "NatsUser", "accounts_config", "nats_users",
-           "read_nats_users", "redact_url", "url_for"]
+           "password_variable", "read_nats_users", "redact_url", "url_for"]
 
 ACCOUNTS_CONF = Path(__file__).with_name("nats-accounts.conf")
 USERS_FILE = "nats-users.json"

@@ -78,7 +78,8 @@ async def test_kill_9_during_a_feed_loses_nothing_and_pays_nothing_twice(
             await rpc(fresh_platform_nc, line, msg_type)
         lines = list(s.settlement_lines(count, persons, prefix="K", id_prefix="K"))
         platform_js = fresh_platform_nc.jetstream()
-        acks = await asyncio.gather(*[await platform_js.publish_async("platform.in.settlement", line) for line in lines])
+        acks = await asyncio.gather(*[await platform_js.publish_async("platform.in.settlement", line)
+                                      for line in lines])
         assert len(acks) == count
         await out.wait_for(lambda msgs: len(msgs) >= count // 4)
         first.send_signal(signal.SIGKILL)                  # mid-feed: decided, maybe stored, not acked

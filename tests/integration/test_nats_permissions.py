@@ -85,9 +85,11 @@ TABLE: dict[str, tuple[Any, tuple[str, str, str, str]]] = {
         Req("ledger.ref.probe", ok=_has('"stream":"LEDGER"')), (REFUSED, REFUSED, ALLOWED, ALLOWED)),
     "publish ledger.ref.key.x": (Pub("ledger.ref.key.{role}"), (REFUSED, REFUSED, ALLOWED, ALLOWED)),
     "publish ledger.other": (Pub("ledger.other.{role}"), (REFUSED, REFUSED, REFUSED, ALLOWED)),
-    "subscribe ledger.person.>": (Sub("ledger.person.>", "ledger.person.probe{role}"), (REFUSED, REFUSED, REFUSED, ALLOWED)),
+    "subscribe ledger.person.>": (
+        Sub("ledger.person.>", "ledger.person.probe{role}"), (REFUSED, REFUSED, REFUSED, ALLOWED)),
     "subscribe ledger.rpc.> in queue ledger-adjudicator": (
-        Sub("ledger.rpc.probe.q{role}", "ledger.rpc.probe.q{role}", "ledger-adjudicator"), (REFUSED, REFUSED, ALLOWED, ALLOWED)),
+        Sub("ledger.rpc.probe.q{role}", "ledger.rpc.probe.q{role}", "ledger-adjudicator"),
+        (REFUSED, REFUSED, ALLOWED, ALLOWED)),
     "subscribe ledger.rpc.> outside the queue group": (
         Sub("ledger.rpc.probe.all{role}", "ledger.rpc.probe.all{role}"), (REFUSED, REFUSED, REFUSED, ALLOWED)),
     "$JS.API.INFO": (Req("$JS.API.INFO", b"", _has("account_info_response")), (REFUSED, REFUSED, ALLOWED, ALLOWED)),
