@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from events import ledger as ev
-from ledger_support import (REPO, SECRET, Collector, person_from_stream, rpc, shared_paid, start_worker,
+from ledger_support import (REPO, SECRET, Collector, person_from_stream, rpc, shared_paid, sigint, start_worker,
                             stop_process)
 from services.adjudicator import samples as s
 from services.runtime.secrets import person_key
@@ -137,15 +137,6 @@ async def _wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen, timeout: 
     raise TimeoutError("ledger run did not become ready")
 
 
-def _sigint(proc: subprocess.Popen, timeout: float = 60) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 async def test_ledger_run_smoke(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", _free_port()
     settlement = s.dumps(s.settlement("RUN-1", "RUN-P", total="25000.00"))
@@ -164,7 +155,7 @@ async def test_ledger_run_smoke(tmp_path: Path) -> None:
             assert "ledger_decision_seconds" in (await http.get("/metrics")).text
             assert (await http.get("/schema/openapi.json")).status_code == 200
     finally:
-        code = _sigint(proc)
+        code = sigint(proc)
     assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
     assert b"claims-ledger ready" in (proc.stdout.read() if proc.stdout else b"")
 
@@ -175,6 +166,6 @@ async def test_ledger_run_smoke(tmp_path: Path) -> None:
             auth = {"Authorization": f"Bearer {tokens['platform']}"}
             again = (await http.post("/v1/messages", content=settlement, headers=auth)).json()
     finally:
-        code = _sigint(proc)
+        code = sigint(proc)
     assert code == 0
     assert again == {**first, "result": "duplicate"}
