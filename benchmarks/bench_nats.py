@@ -155,7 +155,9 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
     label = "sync always" if sync_always else "sync default"
     tmp = Path(tempfile.mkdtemp(prefix="bench-nats-"))
     server = start_nats(tmp, port=0, sync_always=sync_always)
-    nc = await nats.connect(server.url, pending_size=64 * 1024 * 1024)
+    # The harness plays the platform and the operator (pauses the consumer, makes the raw baseline's
+    # stream), so it connects as the NATS admin; the workers run as the services' user (server.url).
+    nc = await nats.connect(server.url_for("admin"), pending_size=64 * 1024 * 1024)
     js = nc.jetstream(publish_async_max_pending=4000)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
     env.update(NATS_URL=server.url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_DATA_DIR=str(tmp),
@@ -193,7 +195,8 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
         await js.add_consumer("BENCH_RAW", ConsumerConfig(durable_name="raw", ack_policy=AckPolicy.EXPLICIT,
                                                           ack_wait=30, max_deliver=5, max_ack_pending=20_000))
         await js.pause_consumer("BENCH_RAW", "raw", "2100-01-01T00:00:00Z")
-        loop_proc = _spawn(["-m", "benchmarks.nats_raw", server.url, "BENCH_RAW", "raw", "bench.raw.out"], env,
+        loop_proc = _spawn(["-m", "benchmarks.nats_raw", server.url_for("admin"), "BENCH_RAW", "raw",
+                            "bench.raw.out"], env,
                            tmp / "raw.log")
         try:
             await _publish_all(js, "bench.raw.in", lines)

@@ -169,7 +169,8 @@ def correlation_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):012x}"
 
 
-async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
+async def connect_nats(url: str, name: str = "claims-ledger", **auth: Any) -> Any:
+    """Connect with reconnects; ``auth`` adds nats-py credentials beside those in the URL (``nkeys_seed``)."""
     import nats
 
     async def on_error(exc: Exception) -> None:
@@ -184,7 +185,7 @@ async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
         reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
-        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **auth)
 
 
 async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = None,
@@ -212,7 +213,7 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     db = None
     try:
         if nc is None and nats_url is not None:
-            nc = await connect_nats(nats_url)
+            nc = await connect_nats(nats_url, **settings.nats_auth)
         if nc is not None:
             js = nc.jetstream(timeout=options.publish_timeout)
         if store is None:
@@ -220,11 +221,12 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
                 raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
             from services.adjudicator.jetstream_store import JetStreamStore
             from services.ingest.natsfast import JetStreamPublisher
+            from services.runtime.provision import read_only
             from services.runtime.stream import ensure_ledger_stream
 
             from services.adjudicator.pack_activation import activate_packs
 
-            await ensure_ledger_stream(js)
+            await ensure_ledger_stream(read_only(js))   # check only: the services may not change it
             for pack in await activate_packs(js, packs, (clock or utc_now)()):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)

@@ -2,7 +2,7 @@
 
 Takes ``ledger.rpc.*`` requests (queue group) and pulls ``platform.in.>`` from
 the shared durable consumer, like the adjudicator inside `ledger run`; no HTTP,
-no PostgreSQL. Needs ``NATS_URL``, and the same person-key secret as the other
+no PostgreSQL. Needs ``NATS_URL`` (user ``ledger``, password in the URL), and the same person-key secret as the other
 replicas (``LEDGER_PERSON_KEY_SECRET``, or the same ``LEDGER_DATA_DIR``).
 Prints ``ready`` on stdout once it takes messages; SIGTERM/SIGINT stop it
 after finishing what it took.
@@ -22,6 +22,7 @@ log = structlog.get_logger(component="ledger.worker")
 
 async def _run() -> int:
     from services.bootstrap import RuntimeOptions, bootstrap
+    from services.runtime.nats_users import redact_url
     from services.runtime.settings import load_settings
 
     settings = load_settings()
@@ -35,7 +36,7 @@ async def _run() -> int:
     ledger = await bootstrap(settings, options=RuntimeOptions.from_env(), connect_db=False)
     try:
         await ledger.start_transports()
-        log.info("worker_ready", nats=settings.nats_url)
+        log.info("worker_ready", nats=redact_url(settings.nats_url))
         print("ready", flush=True)
         await stop.wait()
     finally:

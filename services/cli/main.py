@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--pack-dir", help="directory of policy pack *.toml files")
 
     sub.add_parser("run", help="run the ledger (embedded NATS and PostgreSQL unless NATS_URL/DATABASE_URL are set)")
+    sub.add_parser("setup-streams", help="create or update streams LEDGER and PLATFORM_IN (LEDGER_NATS_ADMIN_URL)")
 
     project = sub.add_parser("project", help="run the projector alone: stream LEDGER -> PostgreSQL read models")
     project.add_argument("--projection", action="append", help="only this projection (repeatable); default all")
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         from services.cli.run import run_ledger
         return run_ledger()
+    if args.command == "setup-streams":
+        from services.cli.setup_streams import setup_streams_cmd
+        return setup_streams_cmd()
     if args.command == "project":
         from services.cli.readside import project
         return project(args.projection, args.batch)

@@ -72,6 +72,8 @@ async def _run(settings: Settings, options: object) -> int:
     from services.api.app import ApiDeps, create_app
     from services.bootstrap import bootstrap
     from services.runtime.embedded import embedded_servers
+    from services.runtime.nats_users import redact_url
+    from services.runtime.provision import provision_streams
     from services.runtime.secrets import role_tokens
 
     loop = asyncio.get_running_loop()
@@ -104,8 +106,15 @@ async def _run(settings: Settings, options: object) -> int:
         return 1
     http_port = sock.getsockname()[1]
     status = 0
+    users_existed = settings.nats_users_path.exists()
     try:
         async with embedded_servers(settings) as (nats_url, database_url):
+            if settings.nats_url is None:
+                log.info("nats_users", path=str(settings.nats_users_path.resolve()), generated=not users_existed,
+                         users=["platform", "ledger", "admin", "sys"])
+            elif settings.nats_admin_url is not None:   # embedded NATS set its streams up at start
+                await provision_streams(settings.nats_admin_url, replicas=settings.stream_replicas,
+                                        feed=options.feed)  # type: ignore[attr-defined]
             ledger = await bootstrap(settings, nats_url=nats_url, database_url=database_url,
                                      options=options)  # type: ignore[arg-type]
             server: _Server | None = None
@@ -131,10 +140,11 @@ async def _run(settings: Settings, options: object) -> int:
                     await asyncio.sleep(0.02)
                 await ledger.start_transports()
                 url = f"http://{settings.http_host}:{http_port}"
-                log.info("ready", http=url, nats=nats_url, data_dir=str(settings.data_dir.resolve()),
+                log.info("ready", http=url, nats=redact_url(nats_url), data_dir=str(settings.data_dir.resolve()),
                          embedded_nats=settings.nats_url is None, embedded_postgres=settings.database_url is None)
-                print(f"claims-ledger ready: HTTP {url}  NATS {nats_url}  tokens {settings.tokens_path}",
-                      flush=True)
+                users = "" if settings.nats_url else f"  NATS users {settings.nats_users_path}"
+                print(f"claims-ledger ready: HTTP {url}  NATS {redact_url(nats_url)}  tokens {settings.tokens_path}"
+                      f"{users}", flush=True)
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()

@@ -39,6 +39,7 @@ from services.adjudicator.service import Adjudicator, redact
 from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
                                       subscribe_direct)
 from services.ingest.outbound import ResultPublisher
+from services.runtime.provision import read_only
 
 log = structlog.get_logger(component="ledger.feed")
 
@@ -82,8 +83,8 @@ class FeedConfig:
                    replicas=num("LEDGER_FEED_REPLICAS", cls.replicas, int))
 
 
-async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
-    """Create (or check) the inbound work-queue stream and create-or-update the durable pull consumer."""
+async def ensure_inbound_stream(js: Any, config: FeedConfig = FeedConfig()) -> None:
+    """Create (or check) the inbound work-queue stream (creating needs NATS admin rights)."""
     try:
         info = await js.stream_info(config.stream)
     except NotFoundError:
@@ -95,6 +96,11 @@ async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
         if info.config.retention != RetentionPolicy.WORK_QUEUE:
             raise RuntimeError(f"stream {config.stream} exists with {info.config.retention} retention; "
                                "the inbound feed needs a work queue")
+
+
+async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
+    """Check the inbound stream and create-or-update the durable pull consumer."""
+    await ensure_inbound_stream(js, config)
     await js.add_consumer(config.stream, ConsumerConfig(
         name=config.durable, durable_name=config.durable, ack_policy=AckPolicy.EXPLICIT,
         ack_wait=config.ack_wait, max_deliver=config.max_deliver, max_ack_pending=config.max_ack_pending,
@@ -122,7 +128,7 @@ class FeedConsumer:
         self.processed = 0
 
     async def start(self) -> None:
-        await ensure_inbound(self.js, self.config)
+        await ensure_inbound(read_only(self.js), self.config)   # the services never create streams
         self._inbox = self.nc.new_inbox()
         self._sub = await subscribe_direct(self.nc, self._inbox, self._on_msg)
         self._watchdog = asyncio.create_task(self._watch())

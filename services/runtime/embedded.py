@@ -8,7 +8,8 @@ official ``nats-server`` binary into the environment's scripts directory
 
 Data directory layout (everything under ``data_dir``)::
 
-    nats/nats-server.conf   regenerated at every start
+    nats-users.json         NATS users and passwords, generated once (0600)
+    nats/nats-server.conf   regenerated at every start (0600: holds bcrypt hashes)
     nats/nats-server.log    server log (appended)
     nats/nats-server.pid    written by the server; owner.pid names our process
     nats/jetstream/         JetStream store (the server appends "jetstream"
@@ -17,6 +18,13 @@ Data directory layout (everything under ``data_dir``)::
 
 Behaviours others rely on:
 
+* NATS is closed: the accounts and users of ``deploy/nats/accounts.conf``
+  (services.runtime.nats_users), passwords from ``nats-users.json``; an
+  anonymous connection is refused. ``url`` is the services' user (``ledger``)
+  with its password in the URL; ``url_for(name)`` gives the others. Once
+  ready, the streams LEDGER and PLATFORM_IN are created or checked as
+  ``admin`` (services.runtime.provision), so the services, which may not,
+  find them there.
 * NATS listens on 127.0.0.1 only. Port 0 means "any free port": the server is
   given ``-1`` and reports the port it bound in a ports file, so there is no
   pick-then-bind race. Readiness is that ports file (written after JetStream
@@ -64,6 +72,7 @@ from services.runtime.processes import process_name as _process_name
 from services.runtime.processes import read_pid as _read_pid
 from services.runtime.processes import tail as _tail
 from services.runtime.embedded_pg import EmbeddedPostgres, start_postgres
+from services.runtime.nats_users import NatsUser, accounts_config, nats_users, url_for
 from services.runtime.settings import Settings
 
 __all__ = [
@@ -124,7 +133,7 @@ def _reclaim_orphan(nats_dir: Path, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _nats_config(nats_dir: Path, port: int, sync_always: bool = True) -> str:
+def _nats_config(nats_dir: Path, port: int, sync_always: bool = True, accounts: str = "") -> str:
     q = json.dumps  # NATS conf strings take JSON-style quoting
     listen = f"127.0.0.1:{port if port else -1}"
     return "\n".join(
@@ -141,20 +150,31 @@ def _nats_config(nats_dir: Path, port: int, sync_always: bool = True) -> str:
             if sync_always else "  # sync_interval: server default (benchmarks only: an ack may not survive a power cut)",
             "}",
             "",
+            accounts,
         ]
     )
 
 
 @dataclass
 class EmbeddedProcess:
-    """A running embedded nats-server; ``url`` is ``nats://127.0.0.1:<port>``."""
+    """A running embedded nats-server; ``anonymous_url`` is ``nats://127.0.0.1:<port>``."""
 
-    url: str
+    anonymous_url: str
     port: int
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    users: dict[str, NatsUser] = field(default_factory=dict, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The services' URL: user ``ledger``, password included."""
+        return self.url_for("ledger")
+
+    def url_for(self, name: str) -> str:
+        """The URL of NATS user ``name`` (platform, ledger, admin, sys), password included."""
+        return url_for(self.anonymous_url, self.users[name])
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the server flushes and exits), then SIGKILL after ``timeout`` seconds."""
@@ -173,8 +193,11 @@ class EmbeddedProcess:
             owner.unlink(missing_ok=True)
 
 
-def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_always: bool = True) -> EmbeddedProcess:
+def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_always: bool = True,
+               provision: bool = True) -> EmbeddedProcess:
     """Start nats-server with JetStream in ``<data_dir>/nats``; ``port=0`` picks a free port.
+
+    ``provision=False`` leaves the streams alone (tests of stream set-up).
 
     ``sync_always=False`` leaves JetStream's default sync interval (benchmarks
     compare both; the ledger itself always runs with ``sync_interval: always``).
@@ -187,8 +210,12 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
     _reclaim_orphan(nats_dir, timeout=10.0)
     for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
         stale.unlink(missing_ok=True)
+    users = nats_users(Path(data_dir))
     conf = nats_dir / "nats-server.conf"
-    conf.write_text(_nats_config(nats_dir, port, sync_always), encoding="utf-8")
+    conf.unlink(missing_ok=True)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(_nats_config(nats_dir, port, sync_always, accounts_config(users)))
     log_path = nats_dir / "nats-server.log"
     log = log_path.open("ab")
     log_start = log.tell()
@@ -200,7 +227,8 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
         start_new_session=True,  # terminal Ctrl-C goes to the ledger, which stops us in order
     )
     (nats_dir / "owner.pid").write_text(f"{os.getpid()}\n")
-    server = EmbeddedProcess(url="", port=0, data_dir=nats_dir, process=proc, log_path=log_path, _log=log)
+    server = EmbeddedProcess(anonymous_url="", port=0, data_dir=nats_dir, process=proc, log_path=log_path,
+                             users=users, _log=log)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -216,7 +244,10 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
                 )
             url = _ready_url(nats_dir, proc.pid)
             if url is not None:
-                server.url, server.port = url, int(url.rsplit(":", 1)[1])
+                server.anonymous_url, server.port = url, int(url.rsplit(":", 1)[1])
+                if provision:
+                    from services.runtime.provision import provision_streams_blocking
+                    provision_streams_blocking(server.url_for("admin"))
                 return server
             time.sleep(0.02)
     except BaseException:

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,3 +152,34 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> int:
             proc.kill()
             proc.wait(timeout)
     return proc.returncode
+
+
+async def ledger_run(data_dir: Path, **extra: str) -> tuple[subprocess.Popen, str]:
+    """`ledger run` as a process (any free HTTP and NATS port); returns it and its ``claims-ledger ready`` line.
+
+    Its stderr (JSON logs) goes to ``<data_dir>/../ledger-run.log``; raises with that log if it exits first.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT="0",
+               LEDGER_LOG_LEVEL="info", PYTHONUNBUFFERED="1", **extra)
+    log_path = data_dir.parent / "ledger-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=log)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
+    if not line.startswith(b"claims-ledger ready"):
+        stop_process(proc)
+        raise RuntimeError(f"ledger run did not start: {line!r}\n{log_path.read_text()}")
+    return proc, line.decode().strip()
+
+
+def sigint(proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Stop `ledger run` as Ctrl-C does; its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
