@@ -10,10 +10,10 @@ from services.ingest.natsfast import JetStreamPublisher
 from services.runtime.stream import WRONG_LAST_SEQUENCE
 
 
-async def test_a_batch_is_stored_whole_or_not_at_all(fresh_nc) -> None:
-    js = fresh_nc.jetstream()
+async def test_a_batch_is_stored_whole_or_not_at_all(fresh_admin_nc) -> None:
+    js = fresh_admin_nc.jetstream()
     await js.add_stream(StreamConfig(name="BATCH", subjects=["b.>"], allow_atomic=True))
-    publisher = JetStreamPublisher(fresh_nc)
+    publisher = JetStreamPublisher(fresh_admin_nc)
     await publisher.start()
     try:
         last = await publisher.publish_batch([("b.person.1", b"c1", 0), ("b.key.1", b"k1", 0), ("b.person.2", b"c2", 0)])
