@@ -152,7 +152,7 @@ def _quoted(value: msgspec.Raw) -> str:
 
 def read_keys(raw: bytes) -> tuple[str | None, dict[str, Any]]:
     """(msg_type, the key fields that are strings or integers) of whatever bytes; (None, {}) if none can be read."""
-    if unreadable(raw) is not None:
+    if len(raw) > MAX_MESSAGE_BYTES or unreadable(raw) is not None:
         return None, {}
     try:
         keys = _KEYS.decode(raw)

@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from events.limits import unreadable
+from events.limits import MAX_MESSAGE_BYTES, unreadable
 from events.results import Outbound, Reason
 from events.validation import read_keys
 from services.adjudicator.handler import Handler
@@ -52,7 +52,7 @@ def peek(raw: bytes) -> tuple[str | None, str | None]:
     Bytes the decoder refuses unread (events.limits: too large, not UTF-8, too deep) are not parsed here
     either: they would raise RecursionError out of msgspec, or cost a parse for nothing.
     """
-    if unreadable(raw) is not None:
+    if len(raw) > MAX_MESSAGE_BYTES or unreadable(raw) is not None:
         return None, None
     try:
         found = _PEEK.decode(raw)

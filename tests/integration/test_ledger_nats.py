@@ -149,8 +149,8 @@ async def test_http_gives_the_same_result_as_request_reply(fresh_nats_url: str, 
         return text.replace("TWIN", f"TWIN{n}").encode()
 
     async with running_ledger(fresh_nats_url, tmp_path) as ledger:
-        deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
-                       publish_extra=ledger.publish_extra, nc=ledger.nc)
+        deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter, tokens=tokens,
+                       metrics=ledger.metrics, publish_extra=ledger.publish_extra, nc=ledger.nc)
         await rpc(fresh_nc, s.dumps(s.medins()), "medins")
         transport = httpx.ASGITransport(app=create_app(deps))     # same event loop as the NATS client
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as http:
