@@ -27,6 +27,7 @@ from events.results import Reason
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_DEPTH = 32                 # messages are depth 1; room for nested fields a later schema may add
 MAX_REASON_CHARS = 500
+MAX_TEXT_CHARS = 256           # every text field of an inbound message (events/messages.py `Text`)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)   # linear: an unterminated string runs to the end
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 

@@ -12,8 +12,8 @@ import pytest
 from builders import cancel, enrolment, medins, stay
 from events import codes
 from events import ledger as ev
-from events.limits import MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_REASON_CHARS, Body, unreadable
-from events.results import RESULT_DECODER
+from events.limits import MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_REASON_CHARS, MAX_TEXT_CHARS, Body, bounded, unreadable
+from events.results import RESULT_DECODER, Reason
 from events.validation import Invalid, decode, read_keys
 from harness import run_to_end
 from services.adjudicator.service import Adjudicator, peek
@@ -199,11 +199,22 @@ def test_duplicate_keys_the_last_wins_everywhere(ledger):
 
 # --- sentences: bounded, whatever a rule or msgspec quotes ---------------------------------------------------------
 
-def test_a_rule_quoting_a_long_field_gives_a_bounded_sentence(ledger):
-    ledger.send(enrolment("P1"))
-    r = ledger.one(stay("S1", "P1", total="1000", in_scope="800", hifp="400", hospital="H" * 60_000))
-    assert r["reason"]["code"] == codes.UNKNOWN_MEDINS and len(r["reason"]["message"]) == MAX_REASON_CHARS
-    assert len(letters(ledger)[-1].message) == MAX_REASON_CHARS
+@pytest.mark.parametrize("field", ["setl_id", "psn_no", "fixmedins_code", "dise_codg", "admdvs"])
+def test_a_text_longer_than_the_limit_is_refused_by_its_type(ledger, field):
+    """A 28 kB setl_id fits in a message; 88 such stays and one late status made a 5 MB commit (adjustments echo
+    each setl_id): a few more and it passes NATS max_payload, which closes the ledger's connection."""
+    ledger.send(medins(), enrolment("P1"))
+    msg = stay("S1", "P1", total="1000", in_scope="800", hifp="400")
+    r = refused(ledger, raw({**msg, field: "X" * (MAX_TEXT_CHARS + 1)}), msg_type="settlement_result")
+    assert r["reason"]["message"] == f"Expected `str` of length <= {MAX_TEXT_CHARS} - at `$.{field}`"
+    at_the_limit = ledger.send_raw(raw({**msg, "setl_id": "S2", field: "X" * MAX_TEXT_CHARS}))[0]
+    assert (at_the_limit["reason"] or {}).get("code") != codes.INVALID_MESSAGE, at_the_limit
+
+
+def test_every_sentence_is_bounded_and_free_of_nul():
+    long = Reason("x", "a\x00" * 5000)
+    assert len(bounded(long).message) == MAX_REASON_CHARS and "\x00" not in bounded(long).message
+    assert bounded(Reason("x", "short")) == Reason("x", "short")
 
 
 def test_msgspec_quoting_a_long_enum_value_gives_a_bounded_sentence(ledger):
