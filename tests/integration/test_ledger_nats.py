@@ -186,7 +186,7 @@ class _Exploding(Engine):
 
     def decide(self, message, person, ref, ctx):  # type: ignore[override]
         if getattr(message, "setl_id", None) == "BOOM":
-            raise RuntimeError("the engine fell over")
+            raise RuntimeError(f"the engine fell over on {message.psn_no}")     # a bug's text may name the person
         return super().decide(message, person, ref, ctx)
 
 
@@ -205,7 +205,7 @@ async def test_poison_message_is_dead_lettered_after_max_deliver(fresh_nats_url:
     by_key = {json.loads(m.data)["setl_id"]: json.loads(m.data) for m in out.msgs}
     assert by_key["FINE"]["result"] == "settled"          # a poison message blocks nobody
     assert by_key["BOOM"]["result"] == "rejected" and by_key["BOOM"]["reason"]["code"] == codes.POISON_MESSAGE
-    assert "the engine fell over" in by_key["BOOM"]["reason"]["message"]
+    assert "the engine fell over on <psn_no>" in by_key["BOOM"]["reason"]["message"]     # never the psn_no
     assert naks == 2
     letters = [e for e in await rejected_events(js) if e.code == codes.POISON_MESSAGE]
     assert len(letters) == 1 and letters[0].raw == boom and letters[0].source == "nats:platform.in.settlement"
