@@ -30,19 +30,8 @@ MAX_AMOUNT = Decimal("1000000000000")    # 10^12 yuan
 _KEY_FIELDS = ("setl_id", "psn_no", "year", "grant_id", "fixmedins_code", "status", "action", "admdvs")
 
 
-class _Keys(msgspec.Struct):
-    """The fields a rejected result echoes, each kept as its raw JSON so one odd value loses no other."""
-    msg_type: msgspec.Raw = msgspec.Raw(b"null")
-    setl_id: msgspec.Raw = msgspec.Raw(b"null")
-    psn_no: msgspec.Raw = msgspec.Raw(b"null")
-    year: msgspec.Raw = msgspec.Raw(b"null")
-    grant_id: msgspec.Raw = msgspec.Raw(b"null")
-    fixmedins_code: msgspec.Raw = msgspec.Raw(b"null")
-    status: msgspec.Raw = msgspec.Raw(b"null")
-    action: msgspec.Raw = msgspec.Raw(b"null")
-    admdvs: msgspec.Raw = msgspec.Raw(b"null")
-
-
+# The fields a rejected result echoes, each kept as its raw JSON so one odd value loses no other.
+_Keys = msgspec.defstruct("_Keys", [(name, msgspec.Raw, msgspec.Raw(b"null")) for name in ("msg_type", *_KEY_FIELDS)])
 _KEYS = msgspec.json.Decoder(_Keys)
 _KEY_VALUE = msgspec.json.Decoder(str | int | None)
 _TEXT = msgspec.json.Decoder(str | None)
@@ -85,8 +74,8 @@ def check(message: Inbound) -> Inbound:
                                                     f"got {brief(str(value))}", _tag(message), _keys_of(message))
             cents = value.quantize(CENT, rounding=ROUND_HALF_UP)     # exact when it has at most two decimals
             if cents != value:
-                raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, got {brief(str(value))}",
-                              _tag(message), _keys_of(message))
+                raise Invalid(codes.INVALID_AMOUNT, f"`{name}` must be yuan with at most two decimals, "
+                                                    f"got {brief(str(value))}", _tag(message), _keys_of(message))
             if value < 0:
                 raise Invalid(codes.NEGATIVE_AMOUNT, f"`{name}` must not be negative, got {value}",
                               _tag(message), _keys_of(message))
@@ -126,7 +115,7 @@ def _refuse_nul(message: Inbound) -> None:
             raise Invalid(codes.INVALID_MESSAGE, f"`{name}` must not contain NUL (\\u0000)", _tag(message), fields)
 
 
-def _explain(raw: bytes, exc: Exception) -> Invalid:
+def _explain(raw: bytes, exc: msgspec.DecodeError) -> Invalid:
     try:
         keys = _KEYS.decode(raw)
     except msgspec.ValidationError:

@@ -90,7 +90,7 @@ def test_brackets_inside_strings_are_not_nesting(ledger):
     assert ledger.send_raw(data)[0]["reason"]["code"] == codes.UNKNOWN_SETTLEMENT
 
 
-# --- size: a dead letter as big as its message would not fit in a commit under NATS max_payload ------------------------
+# --- size: a dead letter as big as its message would not fit in a commit under NATS max_payload -----------------
 
 @pytest.mark.parametrize("size", [MAX_MESSAGE_BYTES + 1, 7_000_000])
 def test_a_message_over_the_size_limit_keeps_a_prefix_its_size_and_sha256(ledger, size):
