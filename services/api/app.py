@@ -59,6 +59,8 @@ class ApiDeps:
     tokens: Mapping[str, str]                                         # role -> bearer token
     metrics: Metrics = field(default_factory=Metrics)
     publish_extra: Callable[[list[Outbound]], Awaitable[None]] | None = None   # adjustments -> ledger.out
+    # (raw, source, code, message, transport) -> results: a body too large to read whole (Adjudicator.dead_letter)
+    dead_letter: Callable[[bytes, str, str, str, str], Awaitable[list[Outbound]]] | None = None
     taking_messages: Callable[[], bool] = lambda: True
     ready_checks: list[ReadyCheck] = field(default_factory=list)
     nc: Any = None

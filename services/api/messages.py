@@ -8,9 +8,11 @@ Answers:
 * 200 with the message's result (``settled``, ``duplicate``, or ``rejected`` by
   a rule); adjustments that follow it go to ``ledger.out.settlement_adjustment``;
 * 400 with the same rejected shape when the body is not a readable message
-  (not JSON, not an object, unknown ``msg_type``, missing or mistyped fields:
-  codes ``invalid_message`` / ``unknown_msg_type``); dead-lettered like any
-  rejection;
+  (not JSON, not an object, unknown ``msg_type``, missing or mistyped fields,
+  too large, not UTF-8, nested too deep: codes ``invalid_message`` /
+  ``unknown_msg_type``); dead-lettered like any rejection. A body of any size
+  is read in bounded memory (`events.limits.Body`): one over the message
+  limit is dead-lettered from its first bytes with its size and SHA-256;
 * 503 with an ``unavailable`` error body when it could not be decided now
   (nothing stored; send it again — a decided key answers ``duplicate``).
 
@@ -26,6 +28,7 @@ from litestar import Request, Response, Router, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from events import codes
+from events.limits import Body
 from events.results import Outbound, encode_result
 from services.adjudicator.service import redact
 from services.ingest.outbound import ERROR_HEADER, unavailable
@@ -55,18 +58,25 @@ class _SubmitOperation(Operation):
                 additional_properties=True))})
 
 
-@post("/", status_code=200, summary="Submit one inbound message and get its result",
+@post("/", status_code=200, request_max_body_size=None, summary="Submit one inbound message and get its result",
       description="The result of integration.md §2 (e.g. `settlement_result`); 400 for an unreadable message, "
                   "503 when it could not be decided now.",
       operation_class=_SubmitOperation, media_type=_JSON)
 async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response[bytes]:
-    raw = await request.body()
+    body = Body()                    # bounded memory however long the body (no 413: it gets its result)
+    async for chunk in request.stream():
+        body.add(chunk)
+    raw = body.whole
     try:
-        results = await deps.submit(raw, "http", "http")
+        if raw is not None:
+            results = await deps.submit(raw, "http", "http")
+        else:
+            raw = bytes(body.head)
+            results = await deps.dead_letter(raw, "http", codes.INVALID_MESSAGE, body.refusal(), "http")
     except Exception as exc:
         log.error("http_submit_failed", error=redact(repr(exc), raw))
-        return Response(unavailable(f"not decided, send again: {exc!r}"), status_code=503, media_type=_JSON,
-                        headers={ERROR_HEADER: "unavailable"})
+        return Response(unavailable(redact(f"not decided, send again: {exc!r}", raw)), status_code=503,
+                        media_type=_JSON, headers={ERROR_HEADER: "unavailable"})
     if deps.publish_extra is not None and len(results) > 1:
         await deps.publish_extra(results)
     return Response(encode_result(results[0]), status_code=status_for(results[0]), media_type=_JSON)

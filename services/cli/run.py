@@ -124,8 +124,8 @@ async def _run(settings: Settings, options: object) -> int:
                 from projections.service import ReadSide
                 from services.api.supervision import read_routers
                 read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
-                deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
-                               publish_extra=ledger.publish_extra,
+                deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter,
+                               tokens=tokens, metrics=ledger.metrics, publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,
                                ready_checks=[read_side.lag_check])

@@ -196,7 +196,7 @@ class FeedConsumer:
                 self.metrics.redeliveries.inc()
             await msg.nak(delay=delay)
             return
-        why = f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}"[:1000]
+        why = redact(f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}", msg.data)
         try:
             results = await self.adjudicator.dead_letter(msg.data, source, codes.POISON_MESSAGE, why, "feed")
             await self.publisher.publish(results, headers)

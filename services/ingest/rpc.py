@@ -53,8 +53,8 @@ class RpcServer:
             except Exception as exc:
                 log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
                 if msg.reply:
-                    await send(self.nc, msg.reply, unavailable(f"not decided, send again: {exc!r}"),
-                               headers_bytes({ERROR_HEADER: "unavailable"}))
+                    why = redact(f"not decided, send again: {exc!r}", msg.data)
+                    await send(self.nc, msg.reply, unavailable(why), headers_bytes({ERROR_HEADER: "unavailable"}))
                 return
             if msg.reply:
                 await send(self.nc, msg.reply, encode_result(results[0]))

@@ -152,8 +152,8 @@ async def test_http_gives_the_same_result_as_request_reply(fresh_nats_url: str, 
         return text.replace("TWIN", f"TWIN{n}").encode()
 
     async with running_ledger(fresh_nats_url, tmp_path) as ledger:
-        deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
-                       publish_extra=ledger.publish_extra, nc=ledger.nc)
+        deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter, tokens=tokens,
+                       metrics=ledger.metrics, publish_extra=ledger.publish_extra, nc=ledger.nc)
         await rpc(fresh_platform_nc, s.dumps(s.medins()), "medins")
         transport = httpx.ASGITransport(app=create_app(deps))     # same event loop as the NATS client
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as http:
@@ -189,7 +189,7 @@ class _Exploding(Engine):
 
     def decide(self, message, person, ref, ctx, key_taken=False):  # type: ignore[override]
         if getattr(message, "setl_id", None) == "BOOM":
-            raise RuntimeError("the engine fell over")
+            raise RuntimeError(f"the engine fell over on {message.psn_no}")     # a bug's text may name the person
         return super().decide(message, person, ref, ctx, key_taken)
 
 
@@ -209,7 +209,7 @@ async def test_poison_message_is_dead_lettered_after_max_deliver(fresh_nats_url:
     by_key = {json.loads(m.data)["setl_id"]: json.loads(m.data) for m in out.msgs}
     assert by_key["FINE"]["result"] == "settled"          # a poison message blocks nobody
     assert by_key["BOOM"]["result"] == "rejected" and by_key["BOOM"]["reason"]["code"] == codes.POISON_MESSAGE
-    assert "the engine fell over" in by_key["BOOM"]["reason"]["message"]
+    assert "the engine fell over on <psn_no>" in by_key["BOOM"]["reason"]["message"]     # never the psn_no
     assert naks == 2
     letters = [e for e in await rejected_events(js) if e.code == codes.POISON_MESSAGE]
     assert len(letters) == 1 and letters[0].raw == boom and letters[0].source == "nats:platform.in.settlement"
