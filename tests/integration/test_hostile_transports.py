@@ -50,10 +50,11 @@ def check_rejected(name: str, answer: dict) -> None:
 
 
 async def test_nasty_bodies_over_http_rpc_and_feed_are_answered_kept_and_projected(
-        env, tmp_path: Path) -> None:
+        env, fresh_platform_nc, tmp_path: Path) -> None:
+    platform = fresh_platform_nc                       # what the platform may do, as the platform
     assert b'"medfee_sumamt":"20000.00"' in GOOD
     async with running_ledger(env.nats_url, tmp_path) as ledger:
-        out = await Collector().start(env.nc, "ledger.out.>")
+        out = await Collector().start(platform, "ledger.out.>")
         deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter, tokens=TOKENS,
                        metrics=ledger.metrics, publish_extra=ledger.publish_extra, nc=ledger.nc)
         transport = httpx.ASGITransport(app=create_app(deps))
@@ -66,15 +67,15 @@ async def test_nasty_bodies_over_http_rpc_and_feed_are_answered_kept_and_project
                 assert response.status_code == (400 if answer["reason"]["code"] in UNREADABLE else 200), name
                 sent += 1
                 if len(body) < NATS_MAX - 1024:
-                    check_rejected(name, await rpc(env.nc, body, "settlement", timeout=30))
-                    await env.js.publish("platform.in.settlement", body, timeout=30)
+                    check_rejected(name, await rpc(platform, body, "settlement", timeout=30))
+                    await platform.jetstream().publish("platform.in.settlement", body, timeout=30)
                     sent += 2
             # still up: a good message is decided on each transport
-            assert (await rpc(env.nc, s.dumps(s.medins()), "medins"))["result"] == "recorded"
-            assert (await rpc(env.nc, s.dumps(s.enrolment("H-P1")), "enrolment"))["result"] == "settled"
+            assert (await rpc(platform, s.dumps(s.medins()), "medins"))["result"] == "recorded"
+            assert (await rpc(platform, s.dumps(s.enrolment("H-P1")), "enrolment"))["result"] == "settled"
             response = await http.post("/v1/messages", content=GOOD, headers=AUTH)
             assert response.status_code == 200 and response.json()["result"] == "settled"
-            await env.js.publish("platform.in.settlement", s.dumps(s.settlement("H-S2", "H-P1")))
+            await platform.jetstream().publish("platform.in.settlement", s.dumps(s.settlement("H-S2", "H-P1")))
         expected = sum(len(b) < NATS_MAX - 1024 for b in NASTY.values()) + 1
 
         def fed(msgs: list) -> list[dict]:
