@@ -66,10 +66,10 @@ def test_a_line_that_crashes_the_adjudicator_is_a_poison_message_and_replay_goes
     handler = replay_handler(packs())
     decide = handler.engine.decide
 
-    def crashing(message, *args):
+    def crashing(message, *args, **kwargs):
         if getattr(message, "psn_no", None) == "CRASH-ME":
             raise RuntimeError("bug while deciding CRASH-ME")
-        return decide(message, *args)
+        return decide(message, *args, **kwargs)
 
     handler.engine.decide = crashing    # type: ignore[method-assign]
     lines = [raw(medins()), raw(enrolment("CRASH-ME")), raw(enrolment("P1"))]
