@@ -244,7 +244,7 @@ async def test_openapi_documents_the_read_routes(api) -> None:
     paths = r.json()["paths"]
     for path in ("/v1/persons/{psn_no}/years/{year}", "/v1/persons/{psn_no}/events", "/v1/settlements/{setl_id}",
                  "/v1/funds/flows", "/v1/warnings", "/v1/dead-letters", "/v1/dead-letters/{dead_letter_id}/redrive",
-                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections"):
+                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections", "/v1/overview"):
         assert path in paths, path
 
 
@@ -274,3 +274,16 @@ async def test_an_audit_whose_process_stopped_is_reported_failed_not_running(api
     await asyncio.gather(*job._RUNNING, return_exceptions=True)
     body = (await api.get(f"/v1/audits/{audit_id}", headers=SUP)).json()
     assert body["status"] == "failed" and body["error"].startswith("interrupted: the process running it stopped")
+
+
+async def test_overview_counts_decisions_warnings_and_waiting_dead_letters(api) -> None:
+    r = await api.get("/v1/overview", headers=SUP)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert r.headers["X-Projection-Lag"] == "0" and body["projection_lag"] == 0
+    assert body["decisions_today"] == body["decisions_this_year"] == len(FEED)     # one commit per message
+    assert body["warnings_active"] == 1 and body["dead_letters_pending"] == 2 and body["dead_letters_failed"] == 0
+    listed = (await api.get("/v1/dead-letters", params={"code": "not_enrolled"}, headers=SUP)).json()
+    assert (await api.post(f"/v1/dead-letters/{listed['dead_letters'][0]['id']}/redrive", headers=ADMIN)).json()["ok"]
+    assert (await api.get("/v1/overview", headers=SUP)).json()["dead_letters_pending"] == 1
+    assert (await api.get("/v1/overview", headers={"Authorization": "Bearer tok-platform"})).status_code == 403
