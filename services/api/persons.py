@@ -106,14 +106,14 @@ _RULES = msgspec.json.Decoder(list[RuleTotal] | None)
 
 
 @cache
-def _shipped_packs() -> PackSet:
+def shipped_packs() -> PackSet:
     return PackSet.from_dir()
 
 
 def _deductible(row: Any, deps: Any) -> Decimal | None:
     if row["ci_deductible"] is not None or row["pack"] is None:
         return row["ci_deductible"]
-    packs = getattr(deps, "extras", {}).get("packs") or _shipped_packs()
+    packs = getattr(deps, "extras", {}).get("packs") or shipped_packs()
     pack = packs.by_id.get(row["pack"])
     return terms_for(pack, row["status_applied"]).deductible if pack is not None else None
 
@@ -182,6 +182,12 @@ async def person_events(psn_no: str, deps: Any, year: int | None = None, type: s
                         limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     page = await read_person_events(deps, psn_no, year, type, limit, cursor)
     return with_lag(page, page.projection_lag)
+
+
+async def read_person_years(deps: Any, person_key: str) -> list[int]:
+    """The years a person has figures for, oldest first."""
+    rows = await db_of(deps).fetch("SELECT year FROM person_year WHERE person_key = $1 ORDER BY year", person_key)
+    return [r["year"] for r in rows]
 
 
 def persons_router() -> Router:

@@ -50,7 +50,7 @@ class ProjectionView(msgspec.Struct):
     rebuild: RebuildView | None
 
 
-def _pack_archive(deps: Any) -> Path:
+def pack_archive(deps: Any) -> Path:
     settings = getattr(deps, "settings", None)
     found = getattr(deps, "extras", {}).get("pack_archive") or (settings.pack_archive_dir if settings else None)
     if found is None:
@@ -73,7 +73,7 @@ async def begin_audit(deps: Any, data: AuditRequest) -> AuditView:
     """Check the request, start its job in this process, and return the job as it stands."""
     if data.pack_dir is not None or data.what_if_dir is not None:
         try:
-            data = data.within(_pack_archive(deps))
+            data = data.within(pack_archive(deps))
         except ValueError as exc:
             raise bad(str(exc)) from None
     problems = data.problems()
