@@ -26,6 +26,11 @@ def _rect(x: float, y: float, w: float, h: float, css: str, label: str) -> str:
             f'<title>{escape(label)}</title></rect>')
 
 
+def text_width(text: str, size: float = 11) -> float:
+    """Roughly how wide `text` is drawn: CJK characters are square, Latin ones about half as wide."""
+    return sum(size if ord(c) >= 0x2E80 else size * 0.6 for c in text)
+
+
 def _text(x: float, y: float, text: str, anchor: str = "start", css: str = "") -> str:
     klass = f' class="{css}"' if css else ""
     return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>{escape(text)}</text>'
@@ -55,7 +60,7 @@ def stacked_bar(title: str, segments: Sequence[Segment], scale: Decimal | None, 
         body.append(_rect(legend_x, legend_y - 10, 10, 10, css, label))
         entry = f"{label} {money(amount)}"
         body.append(_text(legend_x + 14, legend_y, entry))
-        legend_x += 26 + 8 * len(entry)
+        legend_x += 30 + text_width(entry)
     if marker:
         body.append(_text(10 + bar_w, top + height + 40, f"{marker} {money(full)}", "end", "muted"))
     return _svg(width, top + height + 46, title, body)
@@ -121,7 +126,7 @@ def month_bars(title: str, rows: Sequence[tuple[str, str, Decimal]], funds: Sequ
     for code, label in funds:
         body.append(_rect(legend_x, legend_h - 12, 10, 10, code, label))
         body.append(_text(legend_x + 14, legend_h - 3, label))
-        legend_x += 24 + 13 * len(label)
+        legend_x += 30 + text_width(label)
     for i, month in enumerate(months):
         x = 10 + i * slot + slot * 0.15
         up, down = zero_y, zero_y

@@ -49,7 +49,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "cap": ("年度救助限额", "Annual assistance cap"), "limit": ("限额", "Limit"), "used": ("已用", "Used"),
     "remaining": ("剩余", "Remaining"), "no_cap": ("无年度救助限额", "No annual cap"),
     "inpatient": ("住院救助", "Inpatient assistance"), "outpatient": ("门诊救助", "Outpatient assistance"),
-    "grants": ("倾斜救助", "Tilted grants"),
+    "grants": ("倾斜救助", "Tilted grants"), "stay": ("住院", "inpatient"), "visit": ("门诊", "outpatient"),
     "ci": ("大病保险", "Critical-illness insurance"), "deductible": ("起付线", "Deductible"),
     "ci.base": ("累计个人自付", "Cumulative out-of-pocket"), "ci.paid": ("大病保险已付", "大病 paid"),
     "progress": ("进度", "Progress"), "subsidy": ("资助参保", "Premium subsidy"),
@@ -192,17 +192,19 @@ _CENT = Decimal("0.01")
 
 
 def money(value: Any) -> str:
-    """12,345.60 — two decimals, ROUND_HALF_UP, thousands separated; None is a dash."""
-    if value is None or value == "":
+    """12,345.60 — two decimals, ROUND_HALF_UP, thousands separated; nothing (None, a missing field) is a dash."""
+    text = "" if value is None else str(value)
+    if not text:
         return "—"
-    return f"{Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_UP):,}"
+    return f"{Decimal(text).quantize(_CENT, rounding=ROUND_HALF_UP):,}"
 
 
 def percent(value: Any) -> str:
     """A ratio as a percentage: 0.7 -> 70%, 0.125 -> 12.5%."""
-    if value is None or value == "":
+    text = "" if value is None else str(value)
+    if not text:
         return "—"
-    text = f"{Decimal(str(value)) * 100:f}"
+    text = f"{Decimal(text) * 100:f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text + "%"

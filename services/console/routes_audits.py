@@ -49,7 +49,7 @@ async def _form_page(request: Request, deps: Any, form: dict[str, str], error: s
                      status: int = 200) -> Template:
     return await page(request, deps, "audits.html", status=status, form=form, error=error,
                       archived=_archived_sets(deps), pack_ids=sorted(shipped_packs().by_id),
-                      recent=await read_recent_audits(deps))
+                      recent=await read_recent_audits(deps), scope_text=scope_text)
 
 
 @get("/audits")
@@ -69,8 +69,17 @@ async def start(request: Request, deps: Any) -> Template | Redirect:
     return see_other(f"/console/audits/{job.id}")
 
 
+def scope_text(scope: dict[str, Any]) -> str:
+    """An audit's scope in one line: `area=1410 from=2022-01-01 linfen-2022: path = 0.9`."""
+    parts = [f"{k}={v}" for k, v in sorted(scope.items()) if k != "overrides" and v not in (None, "")]
+    for pack, values in (scope.get("overrides") or {}).items():
+        parts += [f"{pack}: {path} = {value}" for path, value in values.items()]
+    return " ".join(parts)
+
+
 def _job(view: Any) -> dict[str, Any]:
-    return {"view": view, "scope": msgspec.json.decode(view.scope), "totals": msgspec.json.decode(view.totals),
+    return {"view": view, "scope": scope_text(msgspec.json.decode(view.scope)),
+            "totals": msgspec.json.decode(view.totals),
             "differences": msgspec.json.decode(view.differences)}
 
 
