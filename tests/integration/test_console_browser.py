@@ -191,3 +191,14 @@ def test_an_admin_redrives_a_dead_letter_once_its_cause_is_fixed(ledger: Ledger,
     with ledger.api() as http:
         wait_caught_up(http)
         assert http.get("/v1/settlements/LF-S011").status_code == 200
+
+
+def test_without_chromium_ci_fails_and_a_developer_is_told_why(monkeypatch, tmp_path: Path) -> None:
+    import browser_support
+    monkeypatch.setattr(browser_support, "CHROMIUM", str(tmp_path / "no-chromium-here"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-chromium-here"):
+        browser_support.browser_or_skip(tmp_path / "profile")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="make test installs them"):
+        browser_support.browser_or_skip(tmp_path / "profile")
