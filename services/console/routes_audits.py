@@ -1,6 +1,7 @@
 """Audit replays from a form: start one, watch its progress, read its differences, take them as CSV or print."""
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -13,7 +14,7 @@ from services.api.supervision import pack_archive, begin_audit, read_audit, read
 from services.audit.job import AuditRequest
 from services.console.views import csv_response, page, see_other
 
-SHOWN = 500                       # differences on a page; the CSV has them all
+SHOWN = 100                       # differences on a page (~40 kB of HTML); the CSV has them all
 DIFF_COLUMNS = ("person_key", "seq", "kind", "key", "field", "fund", "rule_id", "clause", "paid", "recomputed",
                 "delta", "pack", "pack_version", "note")
 FORM_FIELDS = ("psn_no", "area", "from", "to", "as_of", "pack_dir", "what_if_dir", "override_pack",
@@ -83,16 +84,32 @@ def _job(view: Any) -> dict[str, Any]:
             "differences": msgspec.json.decode(view.differences)}
 
 
+def by_rule(differences: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Line differences summed per fund, rule and clause: what a printed report leads with."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for d in differences:
+        if d.get("kind") not in ("line", "adjustment"):
+            continue
+        row = rows.setdefault((d.get("fund"), d.get("rule_id"), d.get("clause")), {
+            "fund": d.get("fund"), "rule_id": d.get("rule_id"), "clause": d.get("clause"), "count": 0,
+            "delta": Decimal(0)})
+        row["count"] += 1
+        row["delta"] += Decimal(d.get("delta") or 0)
+    return sorted(rows.values(), key=lambda r: (str(r["fund"]), str(r["rule_id"])))
+
+
 @get("/audits/{audit_id:str}")
-async def job(request: Request, deps: Any, audit_id: str) -> Template:
+async def job(request: Request, deps: Any, audit_id: str, start: int = 0) -> Template:
     found = _job(await read_audit(deps, audit_id))
-    return await page(request, deps, "audit_job.html", shown=SHOWN, **found)
+    start = max(0, min(start, len(found["differences"])))
+    return await page(request, deps, "audit_job.html", shown=SHOWN, start=start, **found)
 
 
 @get("/audits/{audit_id:str}/report")
 async def report(request: Request, deps: Any, audit_id: str) -> Template:
     found = _job(await read_audit(deps, audit_id))
-    return await page(request, deps, "audit_report.html", shown=SHOWN, **found)
+    return await page(request, deps, "audit_report.html", shown=SHOWN, start=0, rules=by_rule(found["differences"]),
+                      **found)
 
 
 @get("/audits/{audit_id:str}/differences.csv")

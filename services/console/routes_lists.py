@@ -17,6 +17,8 @@ from services.console.routes_reads import fund_legend
 from services.console.views import csv_response, lang_of, page, see_other
 
 PAGE = 100
+DEAD_LETTERS_PAGE = 25
+RAW_SHOWN = 2000             # characters of a raw message on the page (a dead letter may be any size)
 
 
 def _blank(value: str | None) -> str | None:
@@ -67,10 +69,10 @@ async def dead_letters(request: Request, deps: Any, code: str | None = None,
                        wanted: str | None = Parameter(query="state", default=None), cursor: str | None = None,
                        redriven: str | None = None) -> Template:
     code, wanted = _blank(code), _blank(wanted)
-    found = await read_dead_letters(deps, code, wanted, 50, cursor)
+    found = await read_dead_letters(deps, code, wanted, DEAD_LETTERS_PAGE, cursor)
     query = {k: v for k, v in (("code", code), ("state", wanted)) if v}
     more = f"/console/dead-letters?{urlencode({**query, 'cursor': found.next_cursor})}" if found.next_cursor else None
-    return await page(request, deps, "dead_letters.html", found=found, more=more, redriven=redriven,
+    return await page(request, deps, "dead_letters.html", found=found, more=more, redriven=redriven, raw_shown=RAW_SHOWN,
                       filters={"code": code, "state": wanted})
 
 

@@ -20,6 +20,7 @@ from services.console.views import lang_of, page, see_other
 
 FLOW_FUNDS = ("critical_illness", "assistance", "hospital", "subsidy", "grant")
 ZERO = Decimal(0)
+SETTLEMENTS_SHOWN = 100       # a page stays small; a person with more has them in the API and the audit CSV
 
 
 def fund_legend(t: Any, code: Any, funds: list[str]) -> list[tuple[str, str]]:
@@ -65,7 +66,7 @@ async def person_year(request: Request, deps: Any, psn_no: str, year: int, curso
     t = translator(lang_of(request))
     view = await read_person_year(deps, psn_no, year)
     key = view.person_key
-    settlements = await read_person_settlements(deps, key, year)
+    settlements = await read_person_settlements(deps, key, year, limit=SETTLEMENTS_SHOWN)
     warnings = await read_warnings(deps, year=year, standing="all", person_key=key, limit=200)
     statuses = []
     for kind in ("status_granted", "status_revoked"):

@@ -47,7 +47,7 @@ def start_ledger(data_dir: Path) -> Ledger:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
     env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT=str(port),
-               LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+               LEDGER_LOG_LEVEL="debug", PYTHONUNBUFFERED="1")   # all a log may say, checked for psn_no
     log = open(data_dir.parent / "ledger-run.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -4,52 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import io
-import shutil
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from console_support import PAGE_BUDGET, csrf_of, login, parts_of, shows
-from projections.runner import Projector
-from readside_helpers import SECRET, checkpoints
-from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
-from services.api.app import ApiDeps, create_app
+from services.api.app import create_app
 from services.api.supervision import read_routers
 from services.console.plugin import ConsolePlugin
-from services.policy.engine import Engine
-from services.policy.pack import DEFAULT_PACK_DIR, PackSet
-from services.runtime.secrets import person_key
-from test_read_api import FEED, TOKENS
+from test_read_api import TOKENS, decided
 
 SUP = {"Authorization": f"Bearer {TOKENS['supervisor']}"}
 
 
 @pytest.fixture
 async def app(env, tmp_path):
-    store = JetStreamStore(env.js, SECRET)
-    await store.start()
-    handler = Handler(Engine(PackSet.from_dir()), store)
-    for raw in FEED:
-        await handler.handle(raw, source="test")
-    last = (await env.js.stream_info("LEDGER")).state.last_seq
-    stop = asyncio.Event()
-    projector = asyncio.create_task(Projector(env.dsn, env.pool, env.js, takeover_every=0.1).run(stop))
-    for _ in range(200):
-        if (await checkpoints(env.pool)) and min((await checkpoints(env.pool)).values()) >= last:
-            break
-        await asyncio.sleep(0.02)
-    archive = tmp_path / "pack-archive"
-    shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
-    deps = ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
-                   js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
-    yield create_app(deps, routers=read_routers(), plugins=[ConsolePlugin(deps)])
-    stop.set()
-    await projector
-    await store.close()
+    async with decided(env, tmp_path) as deps:
+        yield create_app(deps, routers=read_routers(), plugins=[ConsolePlugin(deps)])
 
 
 def client_of(app) -> httpx.AsyncClient:
@@ -223,3 +197,35 @@ async def test_every_page_is_under_budget_labels_every_field_and_loads_no_outsid
                 size += len((await c.get(asset)).content)
             assert size < PAGE_BUDGET, (path, size)
             assert "lag" in r.text
+
+
+async def test_pages_stay_under_budget_with_ten_thousand_differences_and_a_huge_dead_letter(app, env) -> None:
+    diff = {"person_key": "k" * 32, "seq": 7, "kind": "line", "key": "S-1", "fund": "assistance",
+            "rule_id": "linfen.inpatient.dibao", "clause": "临汾 二(四)1 低保对象 70%, 年度最高救助限额6万元",
+            "paid": "5040.00", "recomputed": "4270.00", "delta": "-770.00", "pack": "linfen-2022", "pack_version": "2022.1"}
+    rows = [{**diff, "seq": i} for i in range(10_000)]
+    await env.pool.execute("INSERT INTO audit_job (id, scope, status, done, total, totals, differences, finished_at) "
+                           "VALUES ('big', '{\"area\": \"1410\"}', 'done', 1, 1, $1::jsonb, $2::jsonb, now())",
+                           json.dumps({"compared": 10_000, "differences": 10_000, "paid": {}, "recomputed": {},
+                                       "delta": {}}), json.dumps(rows))
+    async with client_of(app) as c:
+        await login(c, TOKENS["admin"])
+        dead = await c.post("/v1/messages", content=b"{" + b"x" * 300_000, headers={
+            "Authorization": f"Bearer {TOKENS['platform']}"})
+        assert dead.status_code == 400 and dead.json()["reason"]["code"] == "invalid_message"
+        for _ in range(200):
+            listed = (await c.get("/v1/dead-letters", headers=SUP)).json()["dead_letters"]
+            if any(len(d["raw"]) > 300_000 for d in listed):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the 300 kB dead letter never reached the read model")
+        for path in ("/console/audits/big", "/console/audits/big?start=9950", "/console/audits/big/report",
+                     "/console/dead-letters"):
+            r = await c.get(path)
+            assert r.status_code == 200 and len(r.content) < PAGE_BUDGET - 10_000, (path, len(r.content))
+        report = await c.get("/console/audits/big/report")
+        assert 'id="by-rule"' in report.text and ">10000<" in report.text           # the summary counts them all
+        assert "9951–10000" in (await c.get("/console/audits/big?start=9950")).text
+        csv_rows = (await c.get("/console/audits/big/differences.csv")).content.decode("utf-8-sig").splitlines()
+        assert len(csv_rows) == 10_001

@@ -30,6 +30,8 @@ def ledger(tmp_path_factory: pytest.TempPathFactory):
         yield running
     finally:
         assert stop_ledger(running.proc) == 0
+    log = (data.parent / "ledger-run.log").read_text()
+    assert "claims-ledger ready" in log and PERSON not in log       # psn_no is in URLs, never in a log line
 
 
 @pytest.fixture

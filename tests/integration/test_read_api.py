@@ -3,6 +3,7 @@ then every read, audit, verify and redrive route over HTTP, with their 400/401/4
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from decimal import Decimal
@@ -52,8 +53,9 @@ FEED = [
 ]
 
 
-@pytest.fixture
-async def api(env, tmp_path):
+@contextlib.asynccontextmanager
+async def decided(env, tmp_path):
+    """FEED decided by the real Handler into JetStream and projected: the ApiDeps a read app is built on."""
     store = JetStreamStore(env.js, SECRET)
     await store.start()
     handler = Handler(Engine(PackSet.from_dir()), store)
@@ -68,16 +70,21 @@ async def api(env, tmp_path):
         await asyncio.sleep(0.02)
     archive = tmp_path / "pack-archive"
     shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
-    deps = ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
-                   js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
-    app = create_app(deps, routers=read_routers())
-    # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
-        yield client
+    yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
+                  js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
+                  extras={"projection_lag_ttl": 0, "pack_archive": archive})
     stop.set()
     await projector
     await store.close()
+
+
+@pytest.fixture
+async def api(env, tmp_path):
+    async with decided(env, tmp_path) as deps:
+        app = create_app(deps, routers=read_routers())
+        # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
+            yield client
 
 
 def _error(response, status: int, code: str) -> None:

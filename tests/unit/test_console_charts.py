@@ -107,7 +107,7 @@ def test_language_is_the_query_then_the_cookie_then_the_browser_then_chinese() -
     assert choose_lang(None, None, "en;q=0.2, zh;q=x") == "en"               # a bad weight counts as 0
     t = translator("en")
     assert translator("zh-CN")("cap") == "年度救助限额" and t("cap") == "Annual assistance cap"
-    assert t("shown_first", n=5).startswith("Only the first 5")
+    assert t("shown_rows", a=1, b=100, n=250) == "1–100 of 250; the CSV has them all."
     assert code_labeller("zh-CN")("dibao") == "低保对象" and code_labeller("en")("new_code") == "new_code"
 
 
