@@ -229,3 +229,22 @@ async def test_pages_stay_under_budget_with_ten_thousand_differences_and_a_huge_
         assert "9951–10000" in (await c.get("/console/audits/big?start=9950")).text
         csv_rows = (await c.get("/console/audits/big/differences.csv")).content.decode("utf-8-sig").splitlines()
         assert len(csv_rows) == 10_001
+
+
+async def test_overview_shows_the_api_numbers_and_verifies_the_chain_on_request(app) -> None:
+    async with client_of(app) as c:
+        await login(c, TOKENS["supervisor"])
+        numbers = (await c.get("/v1/overview", headers=SUP)).json()
+        page = await c.get("/console/")
+        assert f'id="decisions-today">{numbers["decisions_today"]}<' in page.text
+        assert f'id="dead-letters-pending">{numbers["dead_letters_pending"]}<' in page.text
+        assert "本次运行尚未校验" in page.text and "<svg" in page.text
+        assert (await c.post("/console/verify", data={"_csrf_token": csrf_of(page.text)})).status_code == 303
+        for _ in range(100):
+            page = await c.get("/console/")
+            if "校验中" not in page.text:
+                break
+            assert 'http-equiv="refresh"' in page.text
+            await asyncio.sleep(0.05)
+        state = page.text.split('id="chain-state">')[1].split("</p>")[0]
+        assert "完整" in state and "1 人" in state
