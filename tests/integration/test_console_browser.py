@@ -4,9 +4,11 @@ Screenshots of each page land in tests/artifacts/console/ (git-ignored).
 """
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import re
 import shutil
 import time
 from decimal import Decimal
@@ -68,10 +70,11 @@ def shoot(driver, name: str) -> Path:
     assert unlabelled == [], (name, unlabelled)
     assert by(driver, "#lag").text or name == "login"                  # every page shows the projection lag
     height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(height, 600), 6000))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": 1280, "height": min(max(height, 600), 6000), "deviceScaleFactor": 1, "mobile": False})
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
-    driver.set_window_size(1280, 900)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     return path
 
 
@@ -164,6 +167,10 @@ def test_a_supervisor_reads_a_person_a_settlement_and_audits(ledger: Ledger, bro
     assert len(table) == int(by(d, "#difference-count").text) and all(r["clause"] for r in table if r["kind"] == "line")
     by(d, "#report-link").click()
     shoot(d, "audit-report")
+    pdf = base64.b64decode(d.execute_cdp_cmd("Page.printToPDF", {"preferCSSPageSize": True})["data"])
+    (ARTIFACTS / "audit-report.pdf").write_bytes(pdf)
+    box = re.search(rb"/MediaBox \[0 0 ([0-9.]+) ([0-9.]+)\]", pdf)
+    assert box and abs(float(box[1]) - 595.3) < 2 and abs(float(box[2]) - 841.9) < 2   # A4 (not Letter), print.css
 
     for name, path in (("funds", "/console/funds"), ("warnings", "/console/warnings?state=all")):
         d.get(ledger.url + path)
