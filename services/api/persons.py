@@ -106,14 +106,14 @@ _RULES = msgspec.json.Decoder(list[RuleTotal] | None)
 
 
 @cache
-def shipped_packs() -> PackSet:
+def _shipped_packs() -> PackSet:
     return PackSet.from_dir()
 
 
 def _deductible(row: Any, deps: Any) -> Decimal | None:
     if row["ci_deductible"] is not None or row["pack"] is None:
         return row["ci_deductible"]
-    packs = getattr(deps, "extras", {}).get("packs") or shipped_packs()
+    packs = getattr(deps, "extras", {}).get("packs") or _shipped_packs()
     pack = packs.by_id.get(row["pack"])
     return terms_for(pack, row["status_applied"]).deductible if pack is not None else None
 

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 import msgspec
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from services.api.persons import shipped_packs
 from services.api.read_common import ApiError, bad
 from services.api.supervision import pack_archive, begin_audit, read_audit, read_recent_audits
 from services.audit.job import AuditRequest
+from services.policy.pack import PackSet
 from services.console.views import csv_response, page, see_other
 
 SHOWN = 100                       # differences on a page (~40 kB of HTML); the CSV has them all
@@ -19,6 +20,16 @@ DIFF_COLUMNS = ("person_key", "seq", "kind", "key", "field", "fund", "rule_id", 
                 "delta", "pack", "pack_version", "note")
 FORM_FIELDS = ("psn_no", "area", "from", "to", "as_of", "pack_dir", "what_if_dir", "override_pack",
                "override_path", "override_value")
+
+
+@cache
+def _shipped_pack_ids() -> tuple[str, ...]:
+    return tuple(sorted(PackSet.from_dir().by_id))
+
+
+def _pack_ids(deps: Any) -> list[str]:
+    packs = getattr(deps, "extras", {}).get("packs")
+    return sorted(packs.by_id) if packs is not None else list(_shipped_pack_ids())
 
 
 def _archived_sets(deps: Any) -> list[str]:
@@ -49,7 +60,7 @@ def request_of(form: dict[str, str]) -> AuditRequest:
 async def _form_page(request: Request, deps: Any, form: dict[str, str], error: str | None = None,
                      status: int = 200) -> Template:
     return await page(request, deps, "audits.html", status=status, form=form, error=error,
-                      archived=_archived_sets(deps), pack_ids=sorted(shipped_packs().by_id),
+                      archived=_archived_sets(deps), pack_ids=_pack_ids(deps),
                       recent=await read_recent_audits(deps), scope_text=scope_text)
 
 
