@@ -27,9 +27,10 @@ class OverviewView(msgspec.Struct):
     projection_lag: int | None         # the largest lag of the three projections
 
 
+# A global key's claim (`key_claimed` on ledger.ref.key.*, ADR 0013) is bookkeeping of a decision, not one.
 _COUNTS = """
-SELECT (SELECT count(DISTINCT seq) FROM ledger_event WHERE recorded_at >= $1) AS today,
-       (SELECT count(DISTINCT seq) FROM ledger_event WHERE recorded_at >= $2) AS this_year,
+SELECT (SELECT count(DISTINCT seq) FROM ledger_event WHERE recorded_at >= $1 AND type <> 'key_claimed') AS today,
+       (SELECT count(DISTINCT seq) FROM ledger_event WHERE recorded_at >= $2 AND type <> 'key_claimed') AS this_year,
        (SELECT count(*) FROM warning w LEFT JOIN settlement s ON s.setl_id = w.setl_id AND s.person_key = w.person_key
          WHERE NOT coalesce(s.cancelled, false)) AS warnings_active,
        (SELECT count(*) FROM dead_letter d WHERE NOT EXISTS
