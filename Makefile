@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration bench replay-examples clean
+.PHONY: install run test test-unit test-integration bench replay-examples clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,26 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/ledger run
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# The console's browser tests drive Debian's chromium (never a browser a tool downloads). Installed here
+# when missing and we can (root, apt); nothing happens when it is present. Without it those tests skip,
+# or fail when CI=true. The CJK font is only for readable screenshots.
+BROWSER_DEBS := chromium chromium-driver fonts-wqy-microhei
+browser:
+	@if ! dpkg -s $(BROWSER_DEBS) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $(BROWSER_DEBS) for the console's browser tests"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_DEBS) >/dev/null; } \
+	      || echo "apt-get could not install $(BROWSER_DEBS): the browser tests will say so"; \
+	  else echo "chromium is missing and cannot be installed here (needs root and apt)"; fi; \
+	fi
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) browser
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 bench: $(STAMP)
@@ -34,4 +47,4 @@ replay-examples: $(STAMP)
 	$(BIN)/ledger replay examples/qinghai-2022.jsonl
 
 clean:
-	rm -rf $(VENV) .ledger
+	rm -rf $(VENV) .ledger tests/artifacts

@@ -18,7 +18,10 @@ Contract for modules that add routes (the read API, audits, admin):
   ``.ledger/tokens.json``). A route with no ``roles`` answers 403 to everyone;
   mark a route ``opt={"public": True}`` to skip auth (health, readiness,
   metrics and ``/schema`` are public). Options set on a ``Router`` apply to its
-  routes. The caller's role is in ``request.state.role``.
+  routes. The caller's role is in ``request.state.role``. Routes marked
+  ``opt={"session_auth": True}`` (the console, services/console) skip the bearer
+  check and bring their own guard.
+* ``plugins``: Litestar init plugins, e.g. ``services.console.plugin.ConsolePlugin``.
 * **Readiness**: append ``async () -> (name, ok, detail)`` callables to
   ``deps.ready_checks`` (e.g. projection lag); ``GET /ready`` is 200 only when
   every check passes and the ledger is taking messages.
@@ -76,7 +79,7 @@ def _bearer_guard(tokens: Mapping[str, str]) -> Callable[[ASGIConnection, BaseRo
 
     def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         opt = handler.opt
-        if opt.get("public") or connection.scope["path"].startswith("/schema"):
+        if opt.get("public") or opt.get("session_auth") or connection.scope["path"].startswith("/schema"):
             return
         header = connection.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
@@ -138,7 +141,7 @@ async def metrics(deps: ApiDeps) -> Response[bytes]:
 
 
 def create_app(deps: ApiDeps, routers: Sequence[Any] = (), dependencies: Mapping[str, Provide] | None = None,
-               *, debug: bool = False) -> Litestar:
+               *, plugins: Sequence[Any] = (), debug: bool = False) -> Litestar:
     """The Litestar app; see the module docstring for what `routers` and `dependencies` may add."""
     from services.api.messages import messages_router
 
@@ -155,6 +158,7 @@ def create_app(deps: ApiDeps, routers: Sequence[Any] = (), dependencies: Mapping
         dependencies=provided,
         guards=[_bearer_guard(deps.tokens)],
         openapi_config=openapi,
+        plugins=list(plugins),
         debug=debug,
     )
 

@@ -76,11 +76,9 @@ def _view(r: Any) -> DeadLetterView:
                           _state(redrives), redrives)
 
 
-@get("/", summary="Messages the ledger could not decide, with their redrive state")
-async def list_dead_letters(deps: Any, code: str | None = None,
-                            wanted: str | None = Parameter(query="state", default=None,
-                                                          description="pending, redriven or failed"),
-                            limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
+async def read_dead_letters(deps: Any, code: str | None = None, wanted: str | None = None, limit: int = 100,
+                            cursor: str | None = None) -> DeadLettersPage:
+    """One page of dead letters, oldest first, each with its redrives; `wanted` filters by redrive state."""
     check_limit(limit)
     if cursor is not None and not cursor.isdigit():
         raise ApiError(400, "invalid_parameter", f"cursor {cursor!r} is not one this API gave")
@@ -93,13 +91,20 @@ async def list_dead_letters(deps: Any, code: str | None = None,
     more = str(views[-1].seq) if len(rows) > limit and views else None
     if wanted is not None:
         views = [v for v in views if v.redrive_state == wanted]
-    lag = await lag_of(deps, checkpoint)
-    return with_lag(DeadLettersPage(views, more, lag), lag)
+    return DeadLettersPage(views, more, await lag_of(deps, checkpoint))
 
 
-@post("/{dead_letter_id:str}/redrive", status_code=200, opt={"roles": ("admin",)},
-      summary="Submit a dead letter's raw bytes again through the decision path; the outcome is recorded")
-async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
+@get("/", summary="Messages the ledger could not decide, with their redrive state")
+async def list_dead_letters(deps: Any, code: str | None = None,
+                            wanted: str | None = Parameter(query="state", default=None,
+                                                          description="pending, redriven or failed"),
+                            limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
+    page = await read_dead_letters(deps, code, wanted, limit, cursor)
+    return with_lag(page, page.projection_lag)
+
+
+async def redrive_dead_letter(deps: Any, dead_letter_id: str) -> RedriveOutcome:
+    """Hand the stored raw bytes to the decision path again and record the outcome (admins only)."""
     db = db_of(deps)
     raw = await db.fetchval("SELECT raw FROM dead_letter WHERE event_id = $1", dead_letter_id)
     if raw is None:
@@ -113,6 +118,12 @@ async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
     await db.execute("INSERT INTO dead_letter_redrive (dead_letter_id, outcome, ok, results) VALUES ($1, $2, $3, "
                      "$4::jsonb)", dead_letter_id, outcome, ok, payload.decode())
     return RedriveOutcome(dead_letter_id, outcome, ok, [msgspec.Raw(RESULT_ENCODER.encode(r)) for r in results])
+
+
+@post("/{dead_letter_id:str}/redrive", status_code=200, opt={"roles": ("admin",)},
+      summary="Submit a dead letter's raw bytes again through the decision path; the outcome is recorded")
+async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
+    return await redrive_dead_letter(deps, dead_letter_id)
 
 
 def dead_letters_router() -> Router:

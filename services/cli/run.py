@@ -123,13 +123,14 @@ async def _run(settings: Settings, options: object) -> int:
             try:
                 from projections.service import ReadSide
                 from services.api.supervision import read_routers
+                from services.console.plugin import ConsolePlugin
                 read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
                 deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter,
                                tokens=tokens, metrics=ledger.metrics, publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,
                                ready_checks=[read_side.lag_check])
-                config = uvicorn.Config(create_app(deps, routers=read_routers()), log_config=None, access_log=False, lifespan="on",
+                config = uvicorn.Config(create_app(deps, routers=read_routers(), plugins=[ConsolePlugin(deps)]), log_config=None, access_log=False, lifespan="on",
                                         server_header=False, timeout_graceful_shutdown=10)
                 server = _Server(config)
                 http_task = asyncio.create_task(server.serve(sockets=[sock]))

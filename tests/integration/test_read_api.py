@@ -3,6 +3,7 @@ then every read, audit, verify and redrive route over HTTP, with their 400/401/4
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from decimal import Decimal
@@ -52,8 +53,9 @@ FEED = [
 ]
 
 
-@pytest.fixture
-async def api(env, tmp_path):
+@contextlib.asynccontextmanager
+async def decided(env, tmp_path):
+    """FEED decided by the real Handler into JetStream and projected: the ApiDeps a read app is built on."""
     store = JetStreamStore(env.js, SECRET)
     await store.start()
     handler = Handler(Engine(PackSet.from_dir()), store)
@@ -68,16 +70,21 @@ async def api(env, tmp_path):
         await asyncio.sleep(0.02)
     archive = tmp_path / "pack-archive"
     shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
-    deps = ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
-                   js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
-    app = create_app(deps, routers=read_routers())
-    # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
-        yield client
+    yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
+                  js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
+                  extras={"projection_lag_ttl": 0, "pack_archive": archive})
     stop.set()
     await projector
     await store.close()
+
+
+@pytest.fixture
+async def api(env, tmp_path):
+    async with decided(env, tmp_path) as deps:
+        app = create_app(deps, routers=read_routers())
+        # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
+            yield client
 
 
 def _error(response, status: int, code: str) -> None:
@@ -244,7 +251,7 @@ async def test_openapi_documents_the_read_routes(api) -> None:
     paths = r.json()["paths"]
     for path in ("/v1/persons/{psn_no}/years/{year}", "/v1/persons/{psn_no}/events", "/v1/settlements/{setl_id}",
                  "/v1/funds/flows", "/v1/warnings", "/v1/dead-letters", "/v1/dead-letters/{dead_letter_id}/redrive",
-                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections"):
+                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections", "/v1/overview"):
         assert path in paths, path
 
 
@@ -274,3 +281,16 @@ async def test_an_audit_whose_process_stopped_is_reported_failed_not_running(api
     await asyncio.gather(*job._RUNNING, return_exceptions=True)
     body = (await api.get(f"/v1/audits/{audit_id}", headers=SUP)).json()
     assert body["status"] == "failed" and body["error"].startswith("interrupted: the process running it stopped")
+
+
+async def test_overview_counts_decisions_warnings_and_waiting_dead_letters(api) -> None:
+    r = await api.get("/v1/overview", headers=SUP)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert r.headers["X-Projection-Lag"] == "0" and body["projection_lag"] == 0
+    assert body["decisions_today"] == body["decisions_this_year"] == len(FEED)     # one commit per message
+    assert body["warnings_active"] == 1 and body["dead_letters_pending"] == 2 and body["dead_letters_failed"] == 0
+    listed = (await api.get("/v1/dead-letters", params={"code": "not_enrolled"}, headers=SUP)).json()
+    assert (await api.post(f"/v1/dead-letters/{listed['dead_letters'][0]['id']}/redrive", headers=ADMIN)).json()["ok"]
+    assert (await api.get("/v1/overview", headers=SUP)).json()["dead_letters_pending"] == 1
+    assert (await api.get("/v1/overview", headers={"Authorization": "Bearer tok-platform"})).status_code == 403
