@@ -29,7 +29,6 @@ import structlog
 
 from events.limits import MAX_MESSAGE_BYTES, unreadable
 from events.results import Outbound, Reason
-from events.validation import read_keys
 from services.adjudicator.handler import Handler
 from services.policy.decision import Context
 
@@ -165,13 +164,8 @@ class Adjudicator:
 
     async def dead_letter(self, raw: bytes, source: str, code: str, message: str,
                           transport: str = "") -> list[Outbound]:
-        """Record a message that cannot be decided and give its rejected result: a `poison_message`, or one
-        too large to be read whole (`raw` is then its first bytes and `message` says so, events.limits.Body)."""
-        msg_type, fields = read_keys(raw)
-        handler = self.handler
-        ctx = Context(now=handler.clock(), correlation_id=handler.new_id())
-        decision = handler.engine.reject(Reason(code, message), msg_type, fields, ctx, raw, source)
-        await handler.store.append(decision, None)
+        """`Handler.dead_letter`, counted in the metrics like every other result."""
+        results = await self.handler.dead_letter(raw, source, code, message)
         if self.metrics is not None:
-            self.metrics.observe(transport or "other", decision.results, 0.0)
-        return decision.results
+            self.metrics.observe(transport or "other", results, 0.0)
+        return results

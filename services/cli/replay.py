@@ -21,7 +21,7 @@ from events.limits import MAX_MESSAGE_BYTES, Body
 from events.results import Outbound, encode_result
 from services.adjudicator.handler import Handler
 from services.adjudicator.memory_store import MemoryStore
-from services.adjudicator.service import Adjudicator, redact
+from services.adjudicator.service import redact
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 
@@ -38,20 +38,19 @@ def replay_handler(packs: PackSet, freeze_every: int = 0) -> Handler:
 
 
 async def replay_lines(lines: Iterable[bytes | Body], handler: Handler) -> list[list[Outbound]]:
-    dead_letters = Adjudicator(handler)
-    return [await answer(line, handler, dead_letters) for line in lines]
+    return [await answer(line, handler) for line in lines]
 
 
-async def answer(line: bytes | Body, handler: Handler, dead_letters: Adjudicator) -> list[Outbound]:
+async def answer(line: bytes | Body, handler: Handler) -> list[Outbound]:
     """The results of one line; never raises for what the line holds."""
     if isinstance(line, Body):
-        return await dead_letters.dead_letter(bytes(line.head), "replay", codes.INVALID_MESSAGE, line.refusal())
+        return await handler.dead_letter(bytes(line.head), "replay", codes.INVALID_MESSAGE, line.refusal())
     try:
         return await handler.handle(line, source="replay")
     except Exception as exc:
         why = redact(f"crashed the adjudicator: {exc!r}", line)
         print(f"ledger replay: a line {why}", file=sys.stderr)
-        return await dead_letters.dead_letter(line, "replay", codes.POISON_MESSAGE, why)
+        return await handler.dead_letter(line, "replay", codes.POISON_MESSAGE, why)
 
 
 def message_lines(stream: BinaryIO) -> Iterator[bytes | Body]:
@@ -105,10 +104,9 @@ def run(path: str, pack_dir: str | None, out: BinaryIO) -> int:
     handler = replay_handler(packs, FREEZE_EVERY)
 
     async def main() -> None:
-        dead_letters = Adjudicator(handler)
         with source:
             for line in message_lines(source):
-                for result in await answer(line, handler, dead_letters):
+                for result in await answer(line, handler):
                     out.write(encode_result(result) + b"\n")
 
     try:

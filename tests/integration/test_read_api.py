@@ -70,7 +70,9 @@ async def decided(env, tmp_path):
         await asyncio.sleep(0.02)
     archive = tmp_path / "pack-archive"
     shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
-    yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
+    yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source),
+                  dead_letter=lambda raw, source, code, why, transport: handler.dead_letter(raw, source, code, why),
+                  tokens=TOKENS, nc=env.nc,
                   js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
     stop.set()
