@@ -48,6 +48,8 @@ class RuntimeOptions:
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
     gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    restart_delay: float = 0.1                 # LEDGER_RESTART_DELAY: seconds before restarting a dead embedded
+                                               # server (doubles per failed try, at most 10 s)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -56,18 +58,21 @@ class RuntimeOptions:
         cache = (env.get("LEDGER_PERSON_CACHE") or "").strip()
         timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
+        restart = (env.get("LEDGER_RESTART_DELAY") or "").strip()
         try:
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
+            restart_delay = float(restart) if restart else cls.restart_delay
         except ValueError:
-            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT and "
-                             "LEDGER_GC_FREEZE_INTERVAL numbers") from None
-        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0:
-            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_PUBLISH_TIMEOUT must be positive")
+            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_GC_FREEZE_INTERVAL and LEDGER_RESTART_DELAY numbers") from None
+        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0 or restart_delay <= 0:
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_PUBLISH_TIMEOUT and LEDGER_RESTART_DELAY must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
-                   gc_freeze_interval=gc_freeze_interval, feed=FeedConfig.from_env(env))
+                   gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
+                   feed=FeedConfig.from_env(env))
 
 
 @dataclass

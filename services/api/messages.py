@@ -60,16 +60,22 @@ class _SubmitOperation(Operation):
                   "503 when it could not be decided now.",
       operation_class=_SubmitOperation, media_type=_JSON)
 async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response[bytes]:
+    nc = deps.nc
+    if nc is not None and not nc.is_connected:      # nothing can be stored now: say so at once
+        return _unavailable("NATS is not connected; not decided, send again")
     raw = await request.body()
     try:
         results = await deps.submit(raw, "http", "http")
     except Exception as exc:
         log.error("http_submit_failed", error=redact(repr(exc), raw))
-        return Response(unavailable(f"not decided, send again: {exc!r}"), status_code=503, media_type=_JSON,
-                        headers={ERROR_HEADER: "unavailable"})
+        return _unavailable(f"not decided, send again: {exc!r}")
     if deps.publish_extra is not None and len(results) > 1:
         await deps.publish_extra(results)
     return Response(encode_result(results[0]), status_code=status_for(results[0]), media_type=_JSON)
+
+
+def _unavailable(message: str) -> Response[bytes]:
+    return Response(unavailable(message), status_code=503, media_type=_JSON, headers={ERROR_HEADER: "unavailable"})
 
 
 def messages_router() -> Router:

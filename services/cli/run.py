@@ -72,6 +72,7 @@ async def _run(settings: Settings, options: object) -> int:
     from services.api.app import ApiDeps, create_app
     from services.bootstrap import bootstrap
     from services.runtime.embedded import embedded_servers
+    from services.runtime.supervisor import Backoff
     from services.runtime.secrets import role_tokens
 
     loop = asyncio.get_running_loop()
@@ -105,7 +106,8 @@ async def _run(settings: Settings, options: object) -> int:
     http_port = sock.getsockname()[1]
     status = 0
     try:
-        async with embedded_servers(settings) as (nats_url, database_url):
+        backoff = Backoff(initial=options.restart_delay, maximum=max(10.0, options.restart_delay))  # type: ignore[attr-defined]
+        async with embedded_servers(settings, backoff=backoff) as (nats_url, database_url):
             ledger = await bootstrap(settings, nats_url=nats_url, database_url=database_url,
                                      options=options)  # type: ignore[arg-type]
             server: _Server | None = None

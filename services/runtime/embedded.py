@@ -35,6 +35,11 @@ Behaviours others rely on:
   ``pgserver`` (created with ``useradd`` if missing) and makes the data dir's
   parents world-traversable (o+rx). pgserver cannot start in a path with
   whitespace (it passes it to postgres unquoted); that is refused up front.
+* Supervised (`embedded_servers`, services/runtime/supervisor.py): a server
+  that dies is started again with backoff, on the port it bound first and the
+  same data dir, so nats-py reconnects and asyncpg pools open new connections.
+  A killed postmaster is not our child: it is dead once gone or a zombie, and
+  restarts once its parent (init) has reaped it.
 * pgserver shares one postgres between handles in several processes
   (``pg/.handle_pids.json``) and stops it when the last handle stops. Dead
   pids left there by a crash are pruned first, so the next run adopts the
@@ -65,6 +70,7 @@ from services.runtime.processes import read_pid as _read_pid
 from services.runtime.processes import tail as _tail
 from services.runtime.embedded_pg import EmbeddedPostgres, start_postgres
 from services.runtime.settings import Settings
+from services.runtime.supervisor import Backoff, Supervisor
 
 __all__ = [
     "EmbeddedPostgres",
@@ -147,18 +153,42 @@ def _nats_config(nats_dir: Path, port: int, sync_always: bool = True) -> str:
 
 @dataclass
 class EmbeddedProcess:
-    """A running embedded nats-server; ``url`` is ``nats://127.0.0.1:<port>``."""
+    """A running embedded nats-server; ``url`` is ``nats://127.0.0.1:<port>``.
+
+    `restart()` starts it again on the port it bound first (a client's reconnect
+    finds it there) and the same store; `services.runtime.supervisor` calls it.
+    """
 
     url: str
     port: int
     data_dir: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     log_path: Path
     _log: IO[bytes] | None = field(default=None, repr=False)
+    sync_always: bool = True
+    name: str = "nats"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def exit_status(self) -> int | None:
+        """None while running; else the exit code (negative: the signal that killed it)."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (the server flushes and exits), then SIGKILL after ``timeout`` seconds."""
-        if self.process.poll() is None:
+        self._end(timeout)
+        owner = self.data_dir / "owner.pid"
+        if _read_pid(owner) == os.getpid():
+            owner.unlink(missing_ok=True)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        self._end(10.0)
+        self._launch(timeout)
+
+    def _end(self, timeout: float) -> None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout)
@@ -168,9 +198,45 @@ class EmbeddedProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-        owner = self.data_dir / "owner.pid"
-        if _read_pid(owner) == os.getpid():
-            owner.unlink(missing_ok=True)
+
+    def _launch(self, timeout: float) -> None:
+        """Write the config for ``self.port`` (0: any free port), start the server, wait until it serves."""
+        nats_dir = self.data_dir
+        for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
+            stale.unlink(missing_ok=True)
+        conf = nats_dir / "nats-server.conf"
+        conf.write_text(_nats_config(nats_dir, self.port, self.sync_always), encoding="utf-8")
+        log = self._log = self.log_path.open("ab")
+        log_start = log.tell()
+        proc = self.process = subprocess.Popen(
+            [str(find_nats_server()), "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # terminal Ctrl-C goes to the ledger, which stops us in order
+        )
+        (nats_dir / "owner.pid").write_text(f"{os.getpid()}\n")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"nats-server exited with code {proc.returncode} during start "
+                        f"(config {conf}); log tail:\n{_tail(self.log_path, log_start)}"
+                    )
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"nats-server did not accept connections within {timeout:.0f}s "
+                        f"(config {conf}); log tail:\n{_tail(self.log_path, log_start)}"
+                    )
+                url = _ready_url(nats_dir, proc.pid)
+                if url is not None:
+                    self.url, self.port = url, int(url.rsplit(":", 1)[1])
+                    return
+                time.sleep(0.02)
+        except BaseException:
+            self._end(10.0)
+            raise
 
 
 def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_always: bool = True) -> EmbeddedProcess:
@@ -181,47 +247,18 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
     Returns once clients can connect; raises ``RuntimeError`` with the log tail
     if the server exits or is not ready within ``timeout`` seconds.
     """
-    binary = find_nats_server()
+    find_nats_server()
     nats_dir = Path(data_dir).expanduser().resolve() / "nats"
     nats_dir.mkdir(parents=True, exist_ok=True)
     _reclaim_orphan(nats_dir, timeout=10.0)
-    for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
-        stale.unlink(missing_ok=True)
-    conf = nats_dir / "nats-server.conf"
-    conf.write_text(_nats_config(nats_dir, port, sync_always), encoding="utf-8")
-    log_path = nats_dir / "nats-server.log"
-    log = log_path.open("ab")
-    log_start = log.tell()
-    proc = subprocess.Popen(
-        [str(binary), "-c", str(conf)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # terminal Ctrl-C goes to the ledger, which stops us in order
-    )
-    (nats_dir / "owner.pid").write_text(f"{os.getpid()}\n")
-    server = EmbeddedProcess(url="", port=0, data_dir=nats_dir, process=proc, log_path=log_path, _log=log)
-    deadline = time.monotonic() + timeout
+    server = EmbeddedProcess(url="", port=port, data_dir=nats_dir, process=None,
+                             log_path=nats_dir / "nats-server.log", sync_always=sync_always)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"nats-server exited with code {proc.returncode} during start "
-                    f"(config {conf}); log tail:\n{_tail(log_path, log_start)}"
-                )
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"nats-server did not accept connections within {timeout:.0f}s "
-                    f"(config {conf}); log tail:\n{_tail(log_path, log_start)}"
-                )
-            url = _ready_url(nats_dir, proc.pid)
-            if url is not None:
-                server.url, server.port = url, int(url.rsplit(":", 1)[1])
-                return server
-            time.sleep(0.02)
+        server._launch(timeout)
     except BaseException:
         server.stop()
         raise
+    return server
 
 
 def _ready_url(nats_dir: Path, pid: int) -> str | None:
@@ -243,21 +280,33 @@ def _ready_url(nats_dir: Path, pid: int) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def embedded_servers(settings: Settings) -> AsyncIterator[tuple[str, str]]:
+async def embedded_servers(settings: Settings, *, supervise: bool = True,
+                           backoff: Backoff | None = None) -> AsyncIterator[tuple[str, str]]:
     """Yield ``(nats_url, database_url)``, starting embedded servers for the URLs not configured.
 
-    Servers started here are stopped on exit (PostgreSQL first, then NATS).
-    The blocking start/stop work runs in a thread so the event loop stays free.
+    With ``supervise`` a `Supervisor` restarts a server started here that dies
+    (same port and data dir, backoff between tries). On exit it stops watching
+    first, then the servers stop (PostgreSQL first, then NATS). The blocking
+    start/stop work runs in a thread so the event loop stays free.
     """
     async with contextlib.AsyncExitStack() as stack:
+        started: list[EmbeddedProcess | EmbeddedPostgres] = []
         nats_url = settings.nats_url
         if nats_url is None:
             nats = await asyncio.to_thread(start_nats, settings.data_dir, settings.nats_port)
             stack.push_async_callback(asyncio.to_thread, nats.stop)
             nats_url = nats.url
+            started.append(nats)
         database_url = settings.database_url
         if database_url is None:
             pg = await asyncio.to_thread(start_postgres, settings.data_dir)
             stack.push_async_callback(asyncio.to_thread, pg.stop)
             database_url = pg.url
+            started.append(pg)
+        if supervise and started:
+            supervisor = Supervisor(backoff or Backoff())
+            for server in started:
+                supervisor.watch(server)
+            supervisor.start()
+            stack.push_async_callback(supervisor.stop)
         yield nats_url, database_url
