@@ -229,7 +229,7 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             from services.adjudicator.pack_activation import activate_packs
 
-            await ensure_ledger_stream(js)
+            await ensure_ledger_stream(js, replicas=settings.stream_replicas)   # 3 on an R3 cluster
             for pack in await activate_packs(js, packs, (clock or utc_now)()):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)

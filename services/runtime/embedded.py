@@ -167,6 +167,7 @@ class EmbeddedProcess:
     _log: IO[bytes] | None = field(default=None, repr=False)
     sync_always: bool = True
     name: str = "nats"
+    ports: dict[str, list[str]] = field(default_factory=dict)    # the server's ports file, once ready
 
     @property
     def pid(self) -> int | None:
@@ -199,13 +200,17 @@ class EmbeddedProcess:
             self._log.close()
             self._log = None
 
+    def config_text(self) -> str:
+        """The server's configuration for ``self.port``; `services.runtime.cluster` nodes write their own."""
+        return _nats_config(self.data_dir, self.port, self.sync_always)
+
     def _launch(self, timeout: float) -> None:
         """Write the config for ``self.port`` (0: any free port), start the server, wait until it serves."""
         nats_dir = self.data_dir
         for stale in nats_dir.glob("*.ports"):  # left by a killed server; ours is found by pid
             stale.unlink(missing_ok=True)
         conf = nats_dir / "nats-server.conf"
-        conf.write_text(_nats_config(nats_dir, self.port, self.sync_always), encoding="utf-8")
+        conf.write_text(self.config_text(), encoding="utf-8")
         log = self._log = self.log_path.open("ab")
         log_start = log.tell()
         proc = self.process = subprocess.Popen(
@@ -229,9 +234,10 @@ class EmbeddedProcess:
                         f"nats-server did not accept connections within {timeout:.0f}s "
                         f"(config {conf}); log tail:\n{_tail(self.log_path, log_start)}"
                     )
-                url = _ready_url(nats_dir, proc.pid)
-                if url is not None:
-                    self.url, self.port = url, int(url.rsplit(":", 1)[1])
+                ports = _ready_ports(nats_dir, proc.pid)
+                if ports is not None:
+                    self.ports, self.url = ports, ports["nats"][0]
+                    self.port = int(self.url.rsplit(":", 1)[1])
                     return
                 time.sleep(0.02)
         except BaseException:
@@ -261,11 +267,12 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
     return server
 
 
-def _ready_url(nats_dir: Path, pid: int) -> str | None:
-    """The client URL from the server's ports file (``<exe>_<pid>.ports``), once the port answers."""
+def _ready_ports(nats_dir: Path, pid: int) -> dict[str, list[str]] | None:
+    """The server's ports file (``<exe>_<pid>.ports``), loopback client URL first, once that port answers."""
     try:
         ports_file = next(nats_dir.glob(f"*_{pid}.ports"))
-        urls = json.loads(ports_file.read_text())["nats"]
+        ports = json.loads(ports_file.read_text())
+        urls = ports["nats"]
     except (StopIteration, OSError, ValueError, KeyError):
         return None
     url = next((u for u in urls if u.startswith("nats://127.0.0.1:")), urls[0] if urls else None)
@@ -276,7 +283,7 @@ def _ready_url(nats_dir: Path, pid: int) -> str | None:
         socket.create_connection((host, int(port)), timeout=0.5).close()
     except OSError:
         return None
-    return url
+    return {**ports, "nats": [url, *(u for u in urls if u != url)]}
 
 
 @contextlib.asynccontextmanager
