@@ -13,6 +13,7 @@ NOT_ENROLLED = "not_enrolled"
 OUTSIDE_GREEN_CHANNEL = "outside_green_channel"
 UNKNOWN_SETTLEMENT = "unknown_settlement"
 POISON_MESSAGE = "poison_message"            # crashed the adjudicator on every try
+MESSAGE_TOO_LARGE = "message_too_large"      # the message, or the commit deciding it, is over NATS max_payload
 
 # Not a rejection: the message was not decided at all (NATS or PostgreSQL down); send it again.
 UNAVAILABLE = "unavailable"

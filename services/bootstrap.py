@@ -48,6 +48,7 @@ class RuntimeOptions:
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
     gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    rpc_max_inflight: int = 1024               # LEDGER_RPC_MAX_INFLIGHT: requests decided at once; more are shed
     restart_delay: float = 0.1                 # LEDGER_RESTART_DELAY: seconds before restarting a dead embedded
                                                # server (doubles per failed try, at most 10 s)
     feed: FeedConfig = field(default_factory=FeedConfig)
@@ -59,19 +60,23 @@ class RuntimeOptions:
         timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
         restart = (env.get("LEDGER_RESTART_DELAY") or "").strip()
+        rpc_inflight = (env.get("LEDGER_RPC_MAX_INFLIGHT") or "").strip()
         try:
+            rpc_max_inflight = int(rpc_inflight) if rpc_inflight else cls.rpc_max_inflight
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
             restart_delay = float(restart) if restart else cls.restart_delay
         except ValueError:
-            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT, "
+            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_RPC_MAX_INFLIGHT must be integers, LEDGER_PUBLISH_TIMEOUT, "
                              "LEDGER_GC_FREEZE_INTERVAL and LEDGER_RESTART_DELAY numbers") from None
-        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0 or restart_delay <= 0:
-            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_PUBLISH_TIMEOUT and LEDGER_RESTART_DELAY must be positive")
+        if min(person_cache, rpc_max_inflight) < 1 or min(publish_timeout, restart_delay) <= 0 or gc_freeze_interval < 0:
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_RPC_MAX_INFLIGHT, LEDGER_PUBLISH_TIMEOUT and "
+                             "LEDGER_RESTART_DELAY must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
                    gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
+                   rpc_max_inflight=rpc_max_inflight,
                    feed=FeedConfig.from_env(env))
 
 
@@ -106,8 +111,10 @@ class Ledger:
         if self.nc is None:
             raise RuntimeError("transports need NATS")
         assert self.publisher is not None
+        self.metrics.inflight.set_function(lambda: self.adjudicator.inflight)
         if rpc:
-            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher)
+            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher,
+                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics)
             await self.rpc.start()
         if feed:
             self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)

@@ -157,12 +157,17 @@ class Adjudicator:
         return results
 
     async def dead_letter(self, raw: bytes, source: str, code: str, message: str,
-                          transport: str = "") -> list[Outbound]:
-        """Record a message that cannot be decided (e.g. `poison_message`) and give its rejected result."""
+                          transport: str = "", *, keep: bytes | None = None) -> list[Outbound]:
+        """Record a message that cannot be decided (e.g. `poison_message`) and give its rejected result.
+
+        ``keep``: the bytes to store instead of ``raw`` when ``raw`` itself cannot be stored
+        (``message_too_large``); the result's key fields still come from the whole message.
+        """
         msg_type, fields = _fields_of(raw)
         handler = self.handler
         ctx = Context(now=handler.clock(), correlation_id=handler.new_id())
-        decision = handler.engine.reject(Reason(code, message), msg_type, fields, ctx, raw, source)
+        decision = handler.engine.reject(Reason(code, message), msg_type, fields, ctx,
+                                         raw if keep is None else keep, source)
         await handler.store.append(decision, None)
         if self.metrics is not None:
             self.metrics.observe(transport or "other", decision.results, 0.0)

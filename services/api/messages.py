@@ -11,6 +11,8 @@ Answers:
   (not JSON, not an object, unknown ``msg_type``, missing or mistyped fields:
   codes ``invalid_message`` / ``unknown_msg_type``); dead-lettered like any
   rejection;
+* 413 with the same rejected shape (code ``message_too_large``) for a body over
+  NATS ``max_payload``, dead-lettered with its first bytes, size and SHA-256;
 * 503 with an ``unavailable`` error body when it could not be decided now
   (nothing stored; send it again — a decided key answers ``duplicate``).
 
@@ -39,8 +41,11 @@ _MSG_TYPES = ["medins", "psn_identity", "enrolment", "settlement", "settlement_c
 
 def status_for(result: Outbound) -> int:
     reason = getattr(result, "reason", None)
-    if getattr(result, "result", None) == "rejected" and reason is not None and reason.code in UNREADABLE:
-        return 400
+    if getattr(result, "result", None) == "rejected" and reason is not None:
+        if reason.code in UNREADABLE:
+            return 400
+        if reason.code == codes.MESSAGE_TOO_LARGE:
+            return 413
     return 200
 
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -115,9 +116,14 @@ async def _run(settings: Settings, options: object) -> int:
             read_side = None
             try:
                 from projections.service import ReadSide
+                from services.ingest.oversize import decide
                 from services.api.supervision import read_routers
                 read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
-                deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
+                def submit(raw: bytes, source: str, transport: str) -> Any:
+                    # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
+                    return decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
+
+                deps = ApiDeps(submit=submit, tokens=tokens, metrics=ledger.metrics,
                                publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,

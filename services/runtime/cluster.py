@@ -45,6 +45,7 @@ class ClusterNode(EmbeddedProcess):
     max_payload: int | None = None
     extra_config: str = ""
     paused: bool = False
+    standalone: bool = False          # one node alone: no cluster block (a test server with options)
 
     def config_text(self) -> str:
         q = json.dumps
@@ -61,11 +62,12 @@ class ClusterNode(EmbeddedProcess):
             f"  store_dir: {q(str(d))}",
             "  sync_interval: always   # Jepsen NATS 2.12.1: a quorum alone does not keep acknowledged writes",
             "}",
-            "cluster {",
-            f"  name: {CLUSTER_NAME}",
-            f"  listen: {q(f'127.0.0.1:{self.cluster_port or -1}')}",
-            f"  routes: [{', '.join(q(r) for r in self.routes)}]",
-            "}",
+            *([] if self.standalone else [
+                "cluster {",
+                f"  name: {CLUSTER_NAME}",
+                f"  listen: {q(f'127.0.0.1:{self.cluster_port or -1}')}",
+                f"  routes: [{', '.join(q(r) for r in self.routes)}]",
+                "}"]),
             self.extra_config,
             "",
         ]
@@ -74,7 +76,8 @@ class ClusterNode(EmbeddedProcess):
     def _launch(self, timeout: float) -> None:
         super()._launch(timeout)
         self.paused = False
-        self.cluster_port = _port_of(self.ports["cluster"][0])
+        if not self.standalone:
+            self.cluster_port = _port_of(self.ports["cluster"][0])
         self.monitor_port = _port_of(self.ports["monitoring"][0])
 
     @property
@@ -92,13 +95,17 @@ class ClusterNode(EmbeddedProcess):
 
 
 class NatsCluster:
-    """``size`` nodes under ``base_dir/<name>``; a context manager that stops every node on exit."""
+    """``size`` nodes under ``base_dir/<name>``; a context manager that stops every node on exit.
+
+    ``size=1`` is one standalone JetStream server with the same options (``max_payload``,
+    monitoring, ``extra_config``): what tests of one server's limits use.
+    """
 
     def __init__(self, base_dir: Path, size: int = 3, *, max_payload: int | None = None, extra_config: str = ""):
         self.base_dir = Path(base_dir).expanduser().resolve()
         self.nodes = [ClusterNode(url="", port=0, data_dir=self.base_dir / f"n{i}", process=None,
                                   log_path=self.base_dir / f"n{i}" / "nats-server.log", name=f"n{i}",
-                                  max_payload=max_payload, extra_config=extra_config)
+                                  max_payload=max_payload, extra_config=extra_config, standalone=size == 1)
                       for i in range(1, size + 1)]
         self._placeholder: socket.socket | None = None
 
@@ -110,6 +117,10 @@ class NatsCluster:
         self._placeholder.bind(("127.0.0.1", 0))       # bound, never listening: a route to it is refused
         placeholder = f"nats-route://127.0.0.1:{self._placeholder.getsockname()[1]}"
         try:
+            if len(self.nodes) == 1:
+                self.nodes[0].data_dir.mkdir(parents=True, exist_ok=True)
+                self.nodes[0]._launch(timeout)
+                return self
             for i, node in enumerate(self.nodes):
                 node.data_dir.mkdir(parents=True, exist_ok=True)
                 node.routes = [n.route_url for n in self.nodes[:i]] or [placeholder]
@@ -237,6 +248,11 @@ class NatsCluster:
                 return leader
             time.sleep(0.1)
         raise TimeoutError(f"no leader for stream {stream} within {timeout:.0f}s")
+
+    def connections(self, name: str | None = None) -> list[dict]:
+        """Client connections of the running nodes (``/connz``), only those named ``name`` if given."""
+        conns = [c for _, body in self._ask("/connz?limit=10000") for c in body.get("connections") or []]
+        return [c for c in conns if name is None or c.get("name") == name]
 
     def slow_consumers(self) -> int:
         """Slow consumers the running nodes counted (clients cut for not reading fast enough)."""
