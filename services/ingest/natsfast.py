@@ -18,9 +18,15 @@ What this uses of nats-py (read in its source, pinned by the tests):
 * ``Client._send_command`` + ``Client._flush_pending`` is what ``publish`` does
   after validating; the ``PUB``/``HPUB`` lines are those of ``nats.protocol.command``.
 
-Everything here degrades to nothing new: subjects are ours (valid by
-construction), headers are plain ASCII we build, and a connection that is
-closed raises ``ConnectionClosedError`` like ``publish`` does.
+What ``publish`` checks, `send` checks too (ADR 0012): a closed or draining
+connection, ``max_payload`` (headers included, as the server counts; over it
+the server would close the whole connection) and, while reconnecting, the
+client's ``pending_size``. Subjects are ours (valid by construction) and
+headers plain ASCII we build, so those are not re-validated. What the direct
+dispatch gives up — nats-py's per-subscription pending limits — each
+subscriber bounds itself: the RPC server sheds past its in-flight limit, the
+feed and the projector's reader by their pull credit. tests/unit/
+test_natsfast_pins.py pins every internal named here.
 """
 from __future__ import annotations
 

@@ -66,6 +66,7 @@ class Supervisor:
         self.backoff, self.poll = backoff, poll
         self._watches: dict[str, _Watch] = {}
         self._task: asyncio.Task | None = None
+        self._restarting: asyncio.Future | None = None
 
     def watch(self, server: Supervised) -> None:
         self._watches[server.name] = _Watch(server, up_since=time.monotonic())
@@ -87,6 +88,9 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._restarting is not None:      # a thread cannot be cancelled: let it finish, so that
+            await asyncio.gather(self._restarting, return_exceptions=True)   # stop() sees its process
+            self._restarting = None
 
     async def _run(self) -> None:
         while True:
@@ -116,8 +120,9 @@ class Supervisor:
             delay = b.delay(watch.attempt)
             log.warning("server_restarting", server=server.name, attempt=watch.attempt, delay=round(delay, 3))
             await asyncio.sleep(delay)
+            self._restarting = asyncio.ensure_future(asyncio.to_thread(server.restart))
             try:
-                await asyncio.to_thread(server.restart)
+                await asyncio.shield(self._restarting)
             except Exception as exc:
                 log.error("server_restart_failed", server=server.name, attempt=watch.attempt, error=str(exc)[:2000])
                 continue

@@ -101,3 +101,22 @@ async def test_it_gives_up_after_max_attempts_when_told_to() -> None:
         server.stop()
     assert supervisor.is_down("sleeper") and server.restarted == 0
     assert [e["attempt"] for e in logs if e["event"] == "server_restart_failed"] == [1, 2]
+
+
+async def test_stop_waits_for_a_restart_under_way_so_no_server_outlives_the_ledger() -> None:
+    class Slow(Sleeper):
+        def restart(self) -> None:
+            import time
+            time.sleep(0.3)                     # a server that takes a while to come up
+            super().restart()
+
+    server = Slow()
+    supervisor = Supervisor(Backoff(initial=0.01), poll=0.01)
+    supervisor.watch(server)
+    supervisor.start()
+    server.process.kill()
+    await _until(lambda: supervisor.is_down("sleeper"))
+    await asyncio.sleep(0.05)                   # inside restart() now
+    await supervisor.stop()
+    assert server.restarted == 1 and server.exit_status() is None   # finished: stop() below ends it
+    server.stop()
