@@ -181,6 +181,9 @@ def correlation_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):012x}"
 
 
+PING_INTERVAL = 2.0
+
+
 async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
     import nats
 
@@ -193,9 +196,13 @@ async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
+    # Ping every 2 s, stale after 2 unanswered: a server that is paused (SIGSTOP, a VM freeze) keeps
+    # its socket open, and with nats-py's default (120 s) the ledger would wait on it for minutes
+    # instead of moving to another node of the cluster.
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
         reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
+        ping_interval=PING_INTERVAL, max_outstanding_pings=2,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
 
 
