@@ -45,12 +45,12 @@ def _facts(commits: list[ev.Commit]) -> list[str]:
     return [e.setl_id for c in commits for e in c.events if isinstance(e, ev.SettlementFacts)]
 
 
-async def test_ledger_keeps_deciding_when_the_stream_leader_is_killed(tmp_path: Path, fresh_database_url: str) -> None:
+async def test_ledger_keeps_deciding_when_the_stream_leader_is_killed(tmp_path: Path) -> None:
     cluster = NatsCluster(tmp_path / "cluster").start()
     port = free_port()
     with (tmp_path / "ledger.log").open("wb") as log:
-        proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=cluster.urls,
-                                DATABASE_URL=fresh_database_url, LEDGER_STREAM_REPLICAS="3",
+        proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=cluster.urls,   # PostgreSQL embedded
+                                LEDGER_STREAM_REPLICAS="3",
                                 LEDGER_FEED_REPLICAS="3", LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_TOKEN_PLATFORM=TOKEN)
     answers: dict[str, list[tuple[int, dict]]] = {}
     try:

@@ -32,13 +32,12 @@ def _ledger_conn(server: NatsCluster) -> dict:
     return conns[0]
 
 
-async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(
-        tmp_path: Path, fresh_database_url: str) -> None:
+async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(tmp_path: Path) -> None:
     server = NatsCluster(tmp_path / "nats", size=1, max_payload=64 * KB).start()
     port = free_port()
     with (tmp_path / "ledger.log").open("wb") as log:
-        proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=server.urls,
-                                DATABASE_URL=fresh_database_url, LEDGER_PERSON_KEY_SECRET=SECRET,
+        proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=server.urls,  # PostgreSQL embedded
+                                LEDGER_PERSON_KEY_SECRET=SECRET,
                                 LEDGER_TOKEN_PLATFORM=TOKEN)
     nc = None
     try:
@@ -91,8 +90,9 @@ async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(
     assert "Maximum Payload" not in (tmp_path / "nats" / "n1" / "nats-server.log").read_text()
 
 
-async def test_overload_stays_bounded_and_the_ledger_is_never_cut(tmp_path: Path, fresh_database_url: str) -> None:
-    report = await run_overload(tmp_path, database_url=fresh_database_url, seconds=10.0, max_inflight=256)
+async def test_overload_stays_bounded_and_the_ledger_is_never_cut(tmp_path: Path) -> None:
+    # Its own embedded PostgreSQL: the load's read-side writes stay off the session server others time.
+    report = await run_overload(tmp_path, seconds=10.0, max_inflight=256)
     print(report.table())
     assert report.capacity > 0 and report.rate >= 9 * report.capacity
     assert report.settled > 0                                  # it kept deciding under the load

@@ -77,7 +77,7 @@ async def test_failed_restarts_back_off_exponentially_then_succeed() -> None:
     try:
         with structlog.testing.capture_logs() as logs:
             server.process.kill()
-            await _until(lambda: server.restarted == 1)
+            await _until(lambda: supervisor.restarts("sleeper") == 1)
     finally:
         await supervisor.stop()
         server.stop()
