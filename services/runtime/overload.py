@@ -71,6 +71,8 @@ class OverloadReport:
                             ("max deciding", f"{self.max_deciding:.0f}"),
                             ("RSS before / peak / after MB",
                              f"{self.rss_before / mb:.0f} / {self.rss_peak / mb:.0f} / {self.rss_after / mb:.0f}"),
+                            ("RSS growth per settled KB",     # the person cache keeps every decision
+                             f"{(self.rss_peak - self.rss_before) / 1024 / max(1, self.settled):.1f}"),
                             ("slow consumers (server)", str(self.slow_consumers)),
                             ("ledger reconnected", str(self.reconnected))]:
             t.add_row(name, value)
@@ -188,8 +190,13 @@ async def _sample(report: OverloadReport, pid: int, http: Any, stop: asyncio.Eve
 
 
 async def run_overload(work_dir: Path, *, database_url: str | None = None, seconds: float = 60.0,
-                       multiple: float = 10.0, max_inflight: int = 1024, timeout: float = 5.0) -> OverloadReport:
-    """Start a nats-server and `ledger run` under ``work_dir``, overload it, stop both; the report."""
+                       multiple: float = 10.0, max_inflight: int = 1024, timeout: float = 5.0,
+                       env: dict[str, str] | None = None) -> OverloadReport:
+    """Start a nats-server and `ledger run` under ``work_dir``, overload it, stop both; the report.
+
+    ``env``: more settings for `ledger run` (e.g. ``LEDGER_GC_FREEZE_INTERVAL``).
+    """
+    extra = env or {}
     import httpx
     import nats
 
@@ -202,6 +209,7 @@ async def run_overload(work_dir: Path, *, database_url: str | None = None, secon
                LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
     if database_url:
         env["DATABASE_URL"] = database_url
+    env.update(extra)
     report = OverloadReport(seconds=seconds)
     with (work_dir / "ledger.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
@@ -257,10 +265,12 @@ def main() -> None:
     parser.add_argument("--multiple", type=float, default=10.0, help="offered load, times the capacity")
     parser.add_argument("--max-inflight", type=int, default=1024)
     parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a ledger run setting")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ledger-overload-") as tmp:
         report = asyncio.run(run_overload(Path(tmp), seconds=args.seconds, multiple=args.multiple,
-                                          max_inflight=args.max_inflight))
+                                          max_inflight=args.max_inflight,
+                                          env=dict(e.split("=", 1) for e in args.env)))
     print(report.table())
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2))
