@@ -48,6 +48,9 @@ class RuntimeOptions:
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
     gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    rpc_max_inflight: int = 1024               # LEDGER_RPC_MAX_INFLIGHT: requests decided at once; more are shed
+    restart_delay: float = 0.1                 # LEDGER_RESTART_DELAY: seconds before restarting a dead embedded
+                                               # server (doubles per failed try, at most 10 s)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -56,18 +59,25 @@ class RuntimeOptions:
         cache = (env.get("LEDGER_PERSON_CACHE") or "").strip()
         timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
+        restart = (env.get("LEDGER_RESTART_DELAY") or "").strip()
+        rpc_inflight = (env.get("LEDGER_RPC_MAX_INFLIGHT") or "").strip()
         try:
+            rpc_max_inflight = int(rpc_inflight) if rpc_inflight else cls.rpc_max_inflight
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
+            restart_delay = float(restart) if restart else cls.restart_delay
         except ValueError:
-            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT and "
-                             "LEDGER_GC_FREEZE_INTERVAL numbers") from None
-        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0:
-            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_PUBLISH_TIMEOUT must be positive")
+            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_RPC_MAX_INFLIGHT must be integers, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_GC_FREEZE_INTERVAL and LEDGER_RESTART_DELAY numbers") from None
+        if min(person_cache, rpc_max_inflight) < 1 or min(publish_timeout, restart_delay) <= 0 or gc_freeze_interval < 0:
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_RPC_MAX_INFLIGHT, LEDGER_PUBLISH_TIMEOUT and "
+                             "LEDGER_RESTART_DELAY must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
-                   gc_freeze_interval=gc_freeze_interval, feed=FeedConfig.from_env(env))
+                   gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
+                   rpc_max_inflight=rpc_max_inflight,
+                   feed=FeedConfig.from_env(env))
 
 
 @dataclass
@@ -101,8 +111,10 @@ class Ledger:
         if self.nc is None:
             raise RuntimeError("transports need NATS")
         assert self.publisher is not None
+        self.metrics.inflight.set_function(lambda: self.adjudicator.inflight)
         if rpc:
-            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher)
+            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher,
+                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics)
             await self.rpc.start()
         if feed:
             self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)
@@ -169,6 +181,9 @@ def correlation_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):012x}"
 
 
+PING_INTERVAL = 2.0     # seconds: a paused or partitioned server is noticed in ~6 s, not nats-py's 4 min (ADR 0012)
+
+
 async def connect_nats(url: str, name: str = "claims-ledger", **auth: Any) -> Any:
     """Connect with reconnects; ``auth`` adds nats-py credentials beside those in the URL (``nkeys_seed``)."""
     import nats
@@ -182,9 +197,13 @@ async def connect_nats(url: str, name: str = "claims-ledger", **auth: Any) -> An
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
+    # Ping every 2 s, stale after 2 unanswered: a server that is paused (SIGSTOP, a VM freeze) keeps
+    # its socket open, and with nats-py's default (120 s) the ledger would wait on it for minutes
+    # instead of moving to another node of the cluster.
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
         reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
+        ping_interval=PING_INTERVAL, max_outstanding_pings=2,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **auth)
 
 
@@ -226,7 +245,8 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             from services.adjudicator.pack_activation import activate_packs
 
-            await ensure_ledger_stream(read_only(js))   # check only: the services may not change it
+            # check only: the services may not change it (3 replicas on an R3 cluster, LEDGER_STREAM_REPLICAS)
+            await ensure_ledger_stream(read_only(js), replicas=settings.stream_replicas)
             for pack in await activate_packs(js, packs, (clock or utc_now)()):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)

@@ -74,6 +74,10 @@ class Metrics:
         self.person_load_seconds = Histogram("ledger_person_load_seconds", "Time to rebuild one person",
                                              buckets=_DECISION_BUCKETS, registry=r)
         self.inflight = Gauge("ledger_inflight_messages", "Messages being decided now", registry=r)
+        self.rpc_inflight = Gauge("ledger_rpc_inflight", "Requests taken on ledger.rpc.* and not yet answered "
+                                  "(at most LEDGER_RPC_MAX_INFLIGHT)", registry=r)
+        self.rpc_shed = Counter("ledger_rpc_shed_total", "Requests refused as overloaded (answered unavailable, "
+                                "or dropped past the shed queue)", registry=r)
         self._children: dict[tuple[str, str, str], Counter] = {}
         self._timers: dict[str, Histogram] = {}
 

@@ -60,12 +60,16 @@ class Handler:
             results.extend(adjustments)
         return results
 
-    async def dead_letter(self, raw: bytes, source: str, code: str, message: str) -> list[Outbound]:
+    async def dead_letter(self, raw: bytes, source: str, code: str, message: str, *,
+                          keep: bytes | None = None) -> list[Outbound]:
         """Record a message that cannot be decided and give its rejected result: a `poison_message`, or one
-        too large to be read whole (`raw` is then its first bytes and `message` says so, events.limits.Body)."""
+        too large to be read whole (`raw` is then its first bytes and `message` says so, events.limits.Body).
+        ``keep``: the bytes to store instead of ``raw`` when ``raw`` itself cannot be stored
+        (``message_too_large``); the result's key fields still come from the whole message."""
         msg_type, fields = read_keys(raw)
         ctx = Context(now=self.clock(), correlation_id=self.new_id())
-        decision = self.engine.reject(Reason(code, message), msg_type, fields, ctx, raw, source)
+        decision = self.engine.reject(Reason(code, message), msg_type, fields, ctx, raw if keep is None else keep,
+                                      source)
         await self.store.append(decision, None)
         return decision.results
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import structlog
 
-from events import ledger as ev
 from events.upcast import decode_commit
 from services.policy.engine import Reference
 from services.runtime.stream import REF_SUBJECT, STREAM, read_subject

@@ -28,9 +28,8 @@ import msgspec
 import structlog
 
 from events.limits import MAX_MESSAGE_BYTES, unreadable
-from events.results import Outbound, Reason
+from events.results import Outbound
 from services.adjudicator.handler import Handler
-from services.policy.decision import Context
 
 log = structlog.get_logger(component="ledger.adjudicator")
 
@@ -163,9 +162,9 @@ class Adjudicator:
         return results
 
     async def dead_letter(self, raw: bytes, source: str, code: str, message: str,
-                          transport: str = "") -> list[Outbound]:
+                          transport: str = "", *, keep: bytes | None = None) -> list[Outbound]:
         """`Handler.dead_letter`, counted in the metrics like every other result."""
-        results = await self.handler.dead_letter(raw, source, code, message)
+        results = await self.handler.dead_letter(raw, source, code, message, keep=keep)
         if self.metrics is not None:
             self.metrics.observe(transport or "other", results, 0.0)
         return results

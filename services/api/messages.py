@@ -13,6 +13,8 @@ Answers:
   ``unknown_msg_type``); dead-lettered like any rejection. A body of any size
   is read in bounded memory (`events.limits.Body`): one over the message
   limit is dead-lettered from its first bytes with its size and SHA-256;
+* 413 with the same rejected shape (code ``message_too_large``) for a message whose
+  decision NATS cannot carry (over its ``max_payload``), dead-lettered the same way;
 * 503 with an ``unavailable`` error body when it could not be decided now
   (nothing stored; send it again — a decided key answers ``duplicate``).
 
@@ -42,8 +44,11 @@ _MSG_TYPES = ["medins", "psn_identity", "enrolment", "settlement", "settlement_c
 
 def status_for(result: Outbound) -> int:
     reason = getattr(result, "reason", None)
-    if getattr(result, "result", None) == "rejected" and reason is not None and reason.code in UNREADABLE:
-        return 400
+    if getattr(result, "result", None) == "rejected" and reason is not None:
+        if reason.code in UNREADABLE:
+            return 400
+        if reason.code == codes.MESSAGE_TOO_LARGE:
+            return 413
     return 200
 
 
@@ -63,7 +68,10 @@ class _SubmitOperation(Operation):
                   "503 when it could not be decided now.",
       operation_class=_SubmitOperation, media_type=_JSON)
 async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response[bytes]:
-    body = Body()                    # bounded memory however long the body (no 413: it gets its result)
+    nc = deps.nc
+    if nc is not None and not nc.is_connected:      # nothing can be stored now: say so at once
+        return _unavailable("NATS is not connected; not decided, send again")
+    body = Body()                    # bounded memory however long the body: it gets its result
     async for chunk in request.stream():
         body.add(chunk)
     raw = body.whole
@@ -75,11 +83,14 @@ async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response
             results = await deps.dead_letter(raw, "http", codes.INVALID_MESSAGE, body.refusal(), "http")
     except Exception as exc:
         log.error("http_submit_failed", error=redact(repr(exc), raw))
-        return Response(unavailable(redact(f"not decided, send again: {exc!r}", raw)), status_code=503,
-                        media_type=_JSON, headers={ERROR_HEADER: "unavailable"})
+        return _unavailable(redact(f"not decided, send again: {exc!r}", raw))
     if deps.publish_extra is not None and len(results) > 1:
         await deps.publish_extra(results)
     return Response(encode_result(results[0]), status_code=status_for(results[0]), media_type=_JSON)
+
+
+def _unavailable(message: str) -> Response[bytes]:
+    return Response(unavailable(message), status_code=503, media_type=_JSON, headers={ERROR_HEADER: "unavailable"})
 
 
 def messages_router() -> Router:

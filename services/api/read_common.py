@@ -11,11 +11,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg
 import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
 
 from services.runtime.stream import STREAM
+
+log = structlog.get_logger(component="ledger.reads")
 
 LAG_HEADER = "X-Projection-Lag"
 LAG_TTL = 0.1
@@ -50,7 +56,22 @@ def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBod
     return Response(ErrorBody("invalid_parameter", f"{exc.detail}{': ' + extra if extra else ''}"), status_code=400)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error}
+def _unavailable(_: Request, exc: Exception) -> Response[ErrorBody]:
+    """PostgreSQL or NATS is down (or restarting): a 503 the caller can retry, not a 500 with a stack."""
+    log.warning("read_unavailable", error=repr(exc)[:500])
+    return Response(ErrorBody("unavailable", f"the read models cannot be reached now, try again: "
+                                             f"{type(exc).__name__}"), status_code=503)
+
+
+# What a dead or restarting server raises on the read path (asyncpg pool, nats-py requests).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError,
+    nats.js.errors.ServiceUnavailableError)
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error,
+                                      **{error: _unavailable for error in UNAVAILABLE_ERRORS}}
 
 
 def db_of(deps: Any) -> Any:
@@ -69,9 +90,9 @@ _heads: dict[int, tuple[float, int]] = {}
 
 
 async def stream_head(deps: Any) -> int | None:
-    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS."""
+    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS or while it is down."""
     js = getattr(deps, "js", None)
-    if js is None:
+    if js is None or not js._nc.is_connected:     # NATS down: the reads still answer, lag unknown
         return None
     now = time.monotonic()
     cached = _heads.get(id(js))

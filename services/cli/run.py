@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 import uvicorn
@@ -74,6 +75,7 @@ async def _run(settings: Settings, options: object) -> int:
     from services.runtime.embedded import embedded_servers
     from services.runtime.nats_users import redact_url
     from services.runtime.provision import provision_streams
+    from services.runtime.supervisor import Backoff
     from services.runtime.secrets import role_tokens
 
     loop = asyncio.get_running_loop()
@@ -108,7 +110,8 @@ async def _run(settings: Settings, options: object) -> int:
     status = 0
     users_existed = settings.nats_users_path.exists()
     try:
-        async with embedded_servers(settings) as (nats_url, database_url):
+        backoff = Backoff(initial=options.restart_delay, maximum=max(10.0, options.restart_delay))  # type: ignore[attr-defined]
+        async with embedded_servers(settings, backoff=backoff) as (nats_url, database_url):
             if settings.nats_url is None:
                 log.info("nats_users", path=str(settings.nats_users_path.resolve()), generated=not users_existed,
                          users=["platform", "ledger", "admin", "sys"])
@@ -122,10 +125,15 @@ async def _run(settings: Settings, options: object) -> int:
             read_side = None
             try:
                 from projections.service import ReadSide
+                from services.ingest.oversize import decide
                 from services.api.supervision import read_routers
                 from services.console.plugin import ConsolePlugin
                 read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
-                deps = ApiDeps(submit=ledger.adjudicator.submit, dead_letter=ledger.adjudicator.dead_letter,
+                def submit(raw: bytes, source: str, transport: str) -> Any:
+                    # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
+                    return decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
+
+                deps = ApiDeps(submit=submit, dead_letter=ledger.adjudicator.dead_letter,
                                tokens=tokens, metrics=ledger.metrics, publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,

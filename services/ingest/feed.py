@@ -39,6 +39,7 @@ from services.adjudicator.service import Adjudicator, redact
 from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
                                       subscribe_direct)
 from services.ingest.outbound import ResultPublisher
+from services.ingest.oversize import decide
 from services.runtime.provision import read_only
 
 log = structlog.get_logger(component="ledger.feed")
@@ -171,7 +172,7 @@ class FeedConsumer:
                     headers["Ledger-Msg-Id"] = msg_id
             source = f"nats:{msg.subject}"
             try:
-                results = await self.adjudicator.submit(msg.data, source, "feed")
+                results = await decide(self.adjudicator, msg.data, source, "feed")
             except Exception as exc:
                 await self._failed(msg, source, headers, exc)
                 return

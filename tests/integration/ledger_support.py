@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,6 +174,37 @@ async def ledger_run(data_dir: Path, **extra: str) -> tuple[subprocess.Popen, st
         stop_process(proc)
         raise RuntimeError(f"ledger run did not start: {line!r}\n{log_path.read_text()}")
     return proc, line.decode().strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ledger_run(data_dir: Path, port: int, *, stderr: Any = subprocess.PIPE, **extra: str) -> subprocess.Popen:
+    """A real `ledger run` (embedded servers unless ``NATS_URL``/``DATABASE_URL`` are in ``extra``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT=str(port),
+               LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=stderr)
+
+
+async def wait_ready(http: Any, proc: subprocess.Popen, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "ledger run exited"
+        try:
+            if (await http.get("/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("ledger run did not become ready")
 
 
 def sigint(proc: subprocess.Popen, timeout: float = 60) -> int:

@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 
 from events import ledger as ev
-from ledger_support import (REPO, SECRET, Collector, person_from_stream, rpc, shared_paid, sigint, start_worker,
-                            stop_process)
+from ledger_support import (SECRET, Collector, free_port, person_from_stream, rpc, shared_paid, sigint,
+                            start_ledger_run, start_worker, stop_process, wait_ready)
 from services.adjudicator import samples as s
 from services.runtime.secrets import person_key
 
@@ -110,40 +105,13 @@ async def test_kill_9_during_a_feed_loses_nothing_and_pays_nothing_twice(
     assert all(all(x == answers[0] for x in answers) for answers in by_key.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_ledger_run(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
-    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT=str(port),
-               LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-async def _wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            if (await http.get("/ready")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("ledger run did not become ready")
-
-
 async def test_ledger_run_smoke(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "data", _free_port()
+    data_dir, port = tmp_path / "data", free_port()
     settlement = s.dumps(s.settlement("RUN-1", "RUN-P", total="25000.00"))
-    proc = _start_ledger_run(data_dir, port)
+    proc = start_ledger_run(data_dir, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _wait_ready(http, proc)
+            await wait_ready(http, proc)
             tokens = json.loads((data_dir / "tokens.json").read_text())
             assert set(tokens) == {"platform", "supervisor", "admin"}
             auth = {"Authorization": f"Bearer {tokens['platform']}"}
@@ -159,10 +127,10 @@ async def test_ledger_run_smoke(tmp_path: Path) -> None:
     assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
     assert b"claims-ledger ready" in (proc.stdout.read() if proc.stdout else b"")
 
-    proc = _start_ledger_run(data_dir, port)              # resumes on the same data
+    proc = start_ledger_run(data_dir, port)              # resumes on the same data
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _wait_ready(http, proc)
+            await wait_ready(http, proc)
             auth = {"Authorization": f"Bearer {tokens['platform']}"}
             again = (await http.post("/v1/messages", content=settlement, headers=auth)).json()
     finally:
