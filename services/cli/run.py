@@ -125,6 +125,7 @@ async def _run(settings: Settings, options: object) -> int:
             read_side = None
             try:
                 from projections.service import ReadSide
+                from services.ingest import oversize
                 from services.ingest.oversize import decide
                 from services.api.supervision import read_routers
                 from services.console.plugin import ConsolePlugin
@@ -133,7 +134,10 @@ async def _run(settings: Settings, options: object) -> int:
                     # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
                     return decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
 
-                deps = ApiDeps(submit=submit, dead_letter=ledger.adjudicator.dead_letter,
+                def dead_letter(raw: bytes, source: str, code: str, message: str, transport: str) -> Any:
+                    return oversize.dead_letter(ledger.adjudicator, raw, source, code, message, transport)
+
+                deps = ApiDeps(submit=submit, dead_letter=dead_letter,
                                tokens=tokens, metrics=ledger.metrics, publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,

@@ -55,6 +55,18 @@ async def too_large(adjudicator: Adjudicator, raw: bytes, source: str, transport
         return await adjudicator.dead_letter(raw, source, codes.MESSAGE_TOO_LARGE, message, transport, keep=b"")
 
 
+async def dead_letter(adjudicator: Adjudicator, raw: bytes, source: str, code: str, message: str,
+                      transport: str = "") -> list[Outbound]:
+    """`Adjudicator.dead_letter`, keeping fewer of the raw bytes when the record itself would not fit NATS
+    (a body refused as too long keeps its first 64 KiB, more than a small ``max_payload`` carries)."""
+    try:
+        return await adjudicator.dead_letter(raw, source, code, message, transport)
+    except MaxPayloadError:
+        keep = raw[:min(KEEP_AT_MOST, _max_payload(adjudicator) // 4)]
+        return await adjudicator.dead_letter(raw, source, codes.MESSAGE_TOO_LARGE,
+                                             f"{message}; kept its first {len(keep)} bytes", transport, keep=keep)
+
+
 def _max_payload(adjudicator: Adjudicator) -> int:
     publisher: Any = getattr(adjudicator.handler.store, "publisher", None)
     nc = getattr(publisher, "nc", None)

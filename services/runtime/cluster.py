@@ -13,6 +13,12 @@ no other process can take it); the second routes to the first, the third to
 both. Once all are up every node's config lists every route and is reloaded
 (SIGHUP). A node restarted later keeps the ports it bound first.
 
+Every node runs the same accounts and users as every other mode
+(deploy/nats/accounts.conf, ADR 0009), with passwords generated once into
+``base_dir/nats-users.json``: `urls` is what the services connect with (user
+``ledger``), `urls_for("admin")` sets the streams up (`provision`),
+`urls_for("platform")` is the platform.
+
 Node faults (`kill`, `stop`, `pause`/`resume`, `restart`) are per node name
 (``n1``...); `stream_leader()` and `meta_leader()` ask the monitoring endpoint.
 """
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.embedded import EmbeddedProcess
+from services.runtime.nats_users import accounts_config, nats_users, url_for
 from services.runtime.stream import STREAM
 
 CLUSTER_NAME = "ledger"
@@ -70,6 +77,7 @@ class ClusterNode(EmbeddedProcess):
                 "}"]),
             self.extra_config,
             "",
+            accounts_config(self.users),
         ]
         return "\n".join(lines)
 
@@ -103,9 +111,11 @@ class NatsCluster:
 
     def __init__(self, base_dir: Path, size: int = 3, *, max_payload: int | None = None, extra_config: str = ""):
         self.base_dir = Path(base_dir).expanduser().resolve()
-        self.nodes = [ClusterNode(url="", port=0, data_dir=self.base_dir / f"n{i}", process=None,
-                                  log_path=self.base_dir / f"n{i}" / "nats-server.log", name=f"n{i}",
-                                  max_payload=max_payload, extra_config=extra_config, standalone=size == 1)
+        self.users = nats_users(self.base_dir)
+        self.nodes = [ClusterNode(anonymous_url="", port=0, data_dir=self.base_dir / f"n{i}", process=None,
+                                  log_path=self.base_dir / f"n{i}" / "nats-server.log", users=self.users,
+                                  name=f"n{i}", max_payload=max_payload, extra_config=extra_config,
+                                  standalone=size == 1)
                       for i in range(1, size + 1)]
         self._placeholder: socket.socket | None = None
 
@@ -154,8 +164,17 @@ class NatsCluster:
 
     @property
     def urls(self) -> str:
-        """``nats://127.0.0.1:a,nats://127.0.0.1:b,...``, as NATS_URL takes it."""
-        return ",".join(f"nats://127.0.0.1:{n.port}" for n in self.nodes)
+        """The services' NATS_URL: ``nats://ledger:…@127.0.0.1:a,…`` over every node."""
+        return self.urls_for("ledger")
+
+    def urls_for(self, user: str, nodes: Iterable[ClusterNode] | None = None) -> str:
+        """NATS user ``user``'s URLs (password included) of ``nodes`` (default: all), comma-separated."""
+        return ",".join(url_for(f"nats://127.0.0.1:{n.port}", self.users[user]) for n in nodes or self.nodes)
+
+    def provision(self, replicas: int | None = None) -> None:
+        """Set streams LEDGER and PLATFORM_IN up as the NATS admin (`ledger setup-streams` does the same)."""
+        from services.runtime.provision import provision_streams_blocking
+        provision_streams_blocking(self.urls_for("admin"), replicas=replicas or min(3, len(self.nodes)))
 
     def node(self, name: str) -> ClusterNode:
         return next(n for n in self.nodes if n.name == name)
@@ -264,12 +283,13 @@ def _port_of(url: str) -> int:
 
 
 async def create_ledger_stream(cluster: NatsCluster, replicas: int = 3, **connect: Any) -> Any:
-    """Create (or bring to the required settings) stream LEDGER with ``replicas``; returns its StreamInfo."""
+    """Create (or bring to the required settings) stream LEDGER with ``replicas``, as the NATS admin;
+    returns its StreamInfo."""
     import nats
 
     from services.runtime.stream import ensure_ledger_stream
 
-    nc = await nats.connect(servers=cluster.urls.split(","), **connect)
+    nc = await nats.connect(servers=cluster.urls_for("admin").split(","), **connect)
     try:
         return await ensure_ledger_stream(nc.jetstream(timeout=10.0), replicas=replicas)
     finally:

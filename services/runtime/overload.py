@@ -202,6 +202,7 @@ async def run_overload(work_dir: Path, *, database_url: str | None = None, secon
 
     work_dir.mkdir(parents=True, exist_ok=True)
     server = NatsCluster(work_dir / "nats", size=1).start()
+    server.provision(replicas=1)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
     env.update(NATS_URL=server.urls, LEDGER_DATA_DIR=str(work_dir / "data"), LEDGER_HTTP_PORT=str(port),
@@ -227,7 +228,7 @@ async def run_overload(work_dir: Path, *, database_url: str | None = None, secon
                 if time.monotonic() > deadline:
                     raise TimeoutError("ledger run did not become ready")
                 await asyncio.sleep(0.2)
-            nc = await nats.connect(server.urls, pending_size=256 * 1024 * 1024)
+            nc = await nats.connect(server.urls_for("platform"), pending_size=256 * 1024 * 1024)   # the platform
             for line in s.setup_lines(PERSONS, prefix="OVL-"):
                 await nc.request(f"ledger.rpc.{json.loads(line)['msg_type']}", line, timeout=10)
             conn_before = [c["cid"] for c in server.connections("claims-ledger")]

@@ -63,7 +63,8 @@ async def provision_streams(admin_url: str, *, replicas: int | None = None, feed
     from services.ingest.feed import FeedConfig, ensure_inbound_stream
     from services.runtime.stream import ensure_ledger_stream
 
-    nc = await nats.connect(admin_url, connect_timeout=5, max_reconnect_attempts=3, name="claims-ledger-setup")
+    servers = [u.strip() for u in admin_url.split(",")]     # a cluster: one URL per node, as NATS_URL
+    nc = await nats.connect(servers, connect_timeout=5, max_reconnect_attempts=3, name="claims-ledger-setup")
     try:
         js = nc.jetstream()
         await ensure_ledger_stream(js, replicas=replicas)

@@ -50,7 +50,7 @@ async def test_ledger_keeps_deciding_when_the_stream_leader_is_killed(tmp_path: 
     port = free_port()
     with (tmp_path / "ledger.log").open("wb") as log:
         proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=cluster.urls,   # PostgreSQL embedded
-                                LEDGER_STREAM_REPLICAS="3",
+                                LEDGER_NATS_ADMIN_URL=cluster.urls_for("admin"), LEDGER_STREAM_REPLICAS="3",
                                 LEDGER_FEED_REPLICAS="3", LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_TOKEN_PLATFORM=TOKEN)
     answers: dict[str, list[tuple[int, dict]]] = {}
     try:
@@ -108,7 +108,7 @@ async def test_ledger_keeps_deciding_when_the_stream_leader_is_killed(tmp_path: 
     assert code == 0, (tmp_path / "ledger.log").read_text()[-3000:]
     saw_unavailable = any(st == 503 for replies in answers.values() for st, _ in replies)
     try:
-        for urls in (",".join(f"nats://127.0.0.1:{n.port}" for n in cluster.nodes if n.name != leader), None):
+        for urls in (cluster.urls_for("ledger", [n for n in cluster.nodes if n.name != leader]), None):
             if urls is None:
                 cluster.restart(leader)                       # the killed node back: nothing it missed is lost
                 await asyncio.to_thread(cluster.wait_meta_leader)

@@ -34,6 +34,7 @@ def _ledger_conn(server: NatsCluster) -> dict:
 
 async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(tmp_path: Path) -> None:
     server = NatsCluster(tmp_path / "nats", size=1, max_payload=64 * KB).start()
+    server.provision(replicas=1)
     port = free_port()
     with (tmp_path / "ledger.log").open("wb") as log:
         proc = start_ledger_run(tmp_path / "data", port, stderr=log, NATS_URL=server.urls,  # PostgreSQL embedded
@@ -44,7 +45,7 @@ async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(tmp
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             await wait_ready(http, proc)
             before = _ledger_conn(server)
-            nc = await nats.connect(server.urls)
+            nc = await nats.connect(server.urls_for("platform"))      # as the platform sends
             assert nc.max_payload == 64 * KB
             # Under the limit inbound, over it once dead-lettered: its raw bytes go in base64.
             near = json.dumps({"msg_type": "settlement", "setl_id": "BIG-1", "junk": "x" * (60 * KB)}).encode()
@@ -77,7 +78,9 @@ async def test_over_max_payload_is_a_dead_letter_and_the_connection_survives(tmp
             assert (same["cid"], same["start"]) == (before["cid"], before["start"])   # never reconnected
             assert server.slow_consumers() == 0
 
-            letters = [e for e in await rejected_events(nc.jetstream()) if e.code == codes.MESSAGE_TOO_LARGE]
+            ledger_nc = await nats.connect(server.urls)               # the stream, as the services read it
+            letters = [e for e in await rejected_events(ledger_nc.jetstream()) if e.code == codes.MESSAGE_TOO_LARGE]
+            await ledger_nc.close()
             assert sorted(e.source for e in letters) == ["http", "http", "nats:ledger.rpc.settlement",
                                                          "nats:platform.in.settlement"], letters
             http_letter = next(e for e in letters if e.source == "http" and str(len(huge)) in e.message)
