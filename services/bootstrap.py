@@ -33,6 +33,7 @@ from services.ingest.feed import FeedConfig, FeedConsumer
 from services.ingest.outbound import ResultPublisher
 from services.ingest.rpc import RpcServer
 from services.observability import Metrics
+from services.pauses import watch_gc, watch_loop_lag
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key, person_key_secret
@@ -101,6 +102,7 @@ class Ledger:
     taking_messages: bool = False
     _owns_nc: bool = True
     _gc_task: asyncio.Task | None = None
+    _watchers: list = field(default_factory=list)      # what stops the pause watchers (services/pauses.py)
 
     async def publish_extra(self, results: list) -> None:
         if self.publisher is not None:
@@ -121,6 +123,9 @@ class Ledger:
             await self.feed.start()
         if self.options.gc_freeze_interval and self._gc_task is None:
             self._gc_task = asyncio.create_task(_freeze_periodically(self.options.gc_freeze_interval))
+        if not self._watchers:
+            lag = asyncio.create_task(watch_loop_lag(self.metrics))
+            self._watchers = [watch_gc(self.metrics), lag.cancel]
         self.taking_messages = True
 
     async def stop_transports(self) -> None:
@@ -129,6 +134,9 @@ class Ledger:
         if self._gc_task is not None:
             self._gc_task.cancel()
             self._gc_task = None
+        for stop in self._watchers:
+            stop()
+        self._watchers = []
         if self.rpc is not None:
             await self.rpc.stop()
         if self.feed is not None:

@@ -294,7 +294,13 @@ class JetStreamStore:
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
-        return await self.publisher.publish(subject, payload, expect_header(expected))
+        if self.metrics is None:
+            return await self.publisher.publish(subject, payload, expect_header(expected))
+        started = time.perf_counter()
+        try:
+            return await self.publisher.publish(subject, payload, expect_header(expected))
+        finally:
+            self.metrics.append_seconds.observe(time.perf_counter() - started)
 
     # --- reference data ----------------------------------------------------------------
 
