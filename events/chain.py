@@ -1,12 +1,21 @@
-"""Tamper evidence: each event hashes its canonical bytes and names its predecessor's hash."""
+"""Tamper evidence: each event hashes its canonical bytes and names its predecessor's hash; each
+commit carries a seal, a keyed MAC only the ledger can make (ADR 0010).
+
+The hash chain alone is unkeyed: anyone who can publish can write a commit whose hashes hold. The
+seal is HMAC-SHA256 under the ledger's seal key over the subject, the commit id, each event's bytes
+as stored and the results' bytes as stored, so a commit moved to another subject, edited, or made
+up is told apart from one the ledger wrote. One MAC per commit, not a signature per event: it is on
+the decision path.
+"""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import hmac
+from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from events.ledger import LedgerEvent
+from events.ledger import COMMIT_ENCODER, Commit, LedgerEvent
 
 GENESIS = ""
 _ENCODER = msgspec.json.Encoder()
@@ -81,3 +90,78 @@ def first_break(stored: Iterable[bytes], prev_hash: str = GENESIS) -> ChainBreak
             return ChainBreak(index, link.event_id, prev_hash, link.prev_hash, hash_ok)
         prev_hash = link.hash
     return None
+
+
+# --- seals ------------------------------------------------------------------------------
+
+_SEAL_DOMAIN = b"claims-ledger commit seal v1\0"
+
+
+def commit_seal(key: bytes, subject: str, commit_id: str, events: Sequence[bytes], results: bytes) -> str:
+    """The seal of a commit: pure, over exactly the bytes a reader finds (so re-encoding cannot break it)."""
+    mac = hmac.new(key, _SEAL_DOMAIN, hashlib.sha256)
+    mac.update(subject.encode() + b"\0" + commit_id.encode() + b"\0")
+    for raw in events:
+        mac.update(len(raw).to_bytes(4, "big"))
+        mac.update(raw)
+    mac.update(results)
+    return mac.hexdigest()
+
+
+def seal_key_id(key: bytes) -> str:
+    """A name for the key that gives nothing of it away: processes compare it before trusting their own."""
+    return hmac.new(key, b"claims-ledger seal key id", hashlib.sha256).hexdigest()[:16]
+
+
+def encode_sealed(key: bytes, subject: str, commit: Commit, stored: Sequence[msgspec.Raw] | None = None) -> bytes:
+    """The commit's bytes for `subject`, sealed: what every append path publishes.
+
+    `stored` are its events as `seal_stored` encoded them (else they are encoded here); the results
+    are encoded once and sealed as those bytes."""
+    events = list(stored) if stored is not None else [msgspec.Raw(_ENCODER.encode(e)) for e in commit.events]
+    results = msgspec.Raw(_ENCODER.encode(commit.results))
+    seal_ = commit_seal(key, subject, commit.commit_id, events, results)
+    return COMMIT_ENCODER.encode(msgspec.structs.replace(commit, events=events, results=results, seal=seal_))
+
+
+class SealedView(msgspec.Struct):
+    """A stored commit as its seal sees it: the events and results as raw slices of the message."""
+    commit_id: str
+    events: list[msgspec.Raw]
+    correlation_id: str = ""
+    results: msgspec.Raw = msgspec.Raw(b"[]")
+    seal: str = ""
+
+
+_VIEW = msgspec.json.Decoder(SealedView)
+
+
+class Unsealed(ValueError):
+    """A message the ledger did not write: not a commit, no seal, or a seal that does not match."""
+
+
+def read_sealed(key: bytes, subject: str, data: bytes) -> SealedView:
+    """The commit in `data` if the ledger sealed it for `subject`; else `Unsealed` with the reason."""
+    try:
+        view = _VIEW.decode(data)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise Unsealed(f"not a ledger commit: {exc}") from None
+    if not view.seal:
+        raise Unsealed("no seal")
+    expected = commit_seal(key, subject, view.commit_id, view.events, view.results)
+    if not hmac.compare_digest(expected, view.seal):
+        raise Unsealed("seal does not match")
+    return view
+
+
+def links_from(stored: Iterable[bytes], head: str) -> str | None:
+    """The new head if each event names the one before it (from `head`), else None; hashes not recomputed.
+
+    For readers that trust a commit's bytes because its seal holds: a sealed commit published again
+    later on its own subject still has a valid seal, but no longer continues the chain."""
+    for raw in stored:
+        link = _LINK.decode(raw)
+        if link.prev_hash != head:
+            return None
+        head = link.hash
+    return head

@@ -35,7 +35,7 @@ from services.ingest.rpc import RpcServer
 from services.observability import Metrics
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
-from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
 
 log = structlog.get_logger(component="ledger.bootstrap")
@@ -82,6 +82,8 @@ class Ledger:
     adjudicator: Adjudicator
     metrics: Metrics
     person_key: Callable[[str], str]
+    seal_key: bytes = b""             # the key every commit is sealed with (ADR 0010)
+    guard: Any = None                 # services.integrity.guard.IntegrityGuard, with the JetStream store
     nc: Any = None                    # nats.aio.client.Client, None without NATS (tests with fakes)
     js: Any = None
     db: Any = None                    # asyncpg.Pool, None without DATABASE_URL
@@ -124,6 +126,8 @@ class Ledger:
 
     async def close(self) -> None:
         await self.stop_transports()
+        if self.guard is not None:
+            await self.guard.close()
         close_store = getattr(self.store, "close", None)
         if close_store is not None:
             await close_store()
@@ -206,10 +210,12 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     packs = packs or PackSet.from_dir(options.pack_dir)
     engine = engine or Engine(packs)
     secret = person_key_secret(settings)
+    seal_key = seal_secret(settings)
 
     owns_nc = nc is None
     js = None
     db = None
+    guard = None
     try:
         if nc is None and nats_url is not None:
             nc = await connect_nats(nats_url)
@@ -220,17 +226,22 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
                 raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
             from services.adjudicator.jetstream_store import JetStreamStore
             from services.ingest.natsfast import JetStreamPublisher
+            from services.integrity.guard import IntegrityGuard
             from services.runtime.stream import ensure_ledger_stream
 
             from services.adjudicator.pack_activation import activate_packs
 
             await ensure_ledger_stream(js)
-            for pack in await activate_packs(js, packs, (clock or utc_now)()):
+            # Before anything is written: a stream that is not the one the ledger was built on is held.
+            guard = IntegrityGuard(js, seal_key, metrics=metrics, replicas=settings.stream_replicas)
+            await guard.start()
+            for pack in await activate_packs(js, packs, (clock or utc_now)(), seal_key=seal_key):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)
             await js_publisher.start()
-            jss = JetStreamStore(js, secret, cache_size=options.person_cache, timeout=options.publish_timeout,
-                                 metrics=metrics, publisher=js_publisher)
+            jss = JetStreamStore(js, secret, seal_key=seal_key, cache_size=options.person_cache,
+                                 timeout=options.publish_timeout, metrics=metrics, publisher=js_publisher,
+                                 guard=guard)
             await jss.start()
             store = jss
         if database_url is not None:
@@ -238,6 +249,8 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             db = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
     except BaseException:
+        if guard is not None:
+            await guard.close()
         if db is not None:
             await db.close()
         if nc is not None and owns_nc:
@@ -248,5 +261,5 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     return Ledger(
         settings=settings, options=options, packs=packs, engine=engine, store=store, handler=handler,
         adjudicator=Adjudicator(handler, metrics), metrics=metrics,
-        person_key=lambda psn_no: person_key(secret, psn_no), nc=nc, js=js, db=db,
+        person_key=lambda psn_no: person_key(secret, psn_no), seal_key=seal_key, guard=guard, nc=nc, js=js, db=db,
         publisher=ResultPublisher(nc) if nc is not None else None, _owns_nc=owns_nc)

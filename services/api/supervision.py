@@ -99,21 +99,34 @@ async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await _audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain from the stream (or one person's); the first break",
+@get("/verify", summary="Recompute every person's hash chain and check every seal from the stream (or one "
+                         "person's); the first break, and what the stream lost against the read models",
      description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
-                 "minutes (then prefer `ledger verify`).")
+                 "minutes (then prefer `ledger verify`). `findings` are what the read side finds the stream lost "
+                 "or holds unsealed (ADR 0010); `acceptances` and `restores` what operators did about it. `ok` "
+                 "only when there is no break, no missing sequence and no finding.")
 async def verify(deps: Any, psn_no: str | None = None) -> Any:
-    from projections.verify import verify_person, verify_stream
+    from projections.verify import verify_person, verify_stream, with_integrity
+    from services.integrity.records import integrity_of
     if getattr(deps, "js", None) is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    seal_key = getattr(deps, "seal_key", None)
+    if seal_key is None:
+        raise ApiError(503, "unavailable", "this server has no seal key to verify commits with")
+    key = None
     if psn_no is not None:
         if not psn_no.strip():
             raise bad("psn_no must not be empty")
-        report = await verify_person(deps.js, deps.person_key(psn_no), stream=_stream(deps))
+        key = deps.person_key(psn_no)
+        report = await verify_person(deps.js, key, stream=_stream(deps), seal_key=seal_key)
         if report.messages == 0:
             raise not_found("no events for this person")
-        return report
-    return await verify_stream(deps.js, stream=_stream(deps))
+    else:
+        report = await verify_stream(deps.js, stream=_stream(deps), seal_key=seal_key)
+    found, accepted, restored = await integrity_of(db_of(deps), deps.js, seal_key, getattr(deps, "integrity", None))
+    if key is not None:
+        found = [f for f in found if f.whole_stream or f.person_key == key]
+    return with_integrity(report, found, accepted, restored)
 
 
 def _rebuild(r: Any) -> RebuildView | None:

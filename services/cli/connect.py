@@ -13,7 +13,7 @@ from typing import Any
 
 import nats
 
-from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
 
 
@@ -25,6 +25,7 @@ class ReadSide:
     nc: Any
     js: Any
     secret: bytes
+    seal_key: bytes
 
     def person_key(self, psn_no: str) -> str:
         return person_key(self.secret, psn_no)
@@ -47,7 +48,8 @@ async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
             pg.stop()
         raise ConnectionError(f"cannot reach NATS at {nats_url} ({exc}); start `ledger run` or set NATS_URL") from None
     try:
-        yield ReadSide(settings, nats_url, database_url, nc, nc.jetstream(), person_key_secret(settings))
+        yield ReadSide(settings, nats_url, database_url, nc, nc.jetstream(), person_key_secret(settings),
+                       seal_secret(settings))
     finally:
         await nc.close()
         if pg is not None:

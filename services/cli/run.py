@@ -114,12 +114,17 @@ async def _run(settings: Settings, options: object) -> int:
             try:
                 from projections.service import ReadSide
                 from services.api.supervision import read_routers
-                read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
+                # migrations, a first integrity check, then the projector and the monitor
+                read_side = await ReadSide(database_url, ledger.js, ledger.seal_key, metrics=ledger.metrics,
+                                           replicas=settings.stream_replicas).start()
+                if ledger.guard is not None:
+                    await ledger.guard.refresh()      # what the read side just found, before taking messages
                 deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
                                publish_extra=ledger.publish_extra,
                                taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
                                db=ledger.db, person_key=ledger.person_key, settings=settings,
-                               ready_checks=[read_side.lag_check])
+                               ready_checks=[read_side.lag_check, read_side.integrity_check],
+                               seal_key=ledger.seal_key, integrity=read_side.monitor)
                 config = uvicorn.Config(create_app(deps, routers=read_routers()), log_config=None, access_log=False, lifespan="on",
                                         server_header=False, timeout_graceful_shutdown=10)
                 server = _Server(config)
