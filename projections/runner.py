@@ -34,7 +34,7 @@ from projections.model import Message
 from projections.ownership import Ownership
 from projections.source import Raw, ReadFailed, StreamGap, StreamReader
 from projections.sql import write
-from services.integrity.baseline import StreamLoss, check_baseline, gate
+from services.integrity.baseline import StreamLoss, check_baseline, gate, remembered
 from services.integrity.findings import Finding
 from services.integrity.observe import see_stream
 from services.runtime.stream import STREAM
@@ -184,9 +184,10 @@ class Projector:
 
     async def _gate(self) -> None:
         """Raise `StreamLoss` unless the stream is the one the checkpoints count in; note its creation time."""
-        _, seen = await see_stream(self.js, self.stream)
         async with self.pool.acquire() as conn:
-            await gate(conn, seen, self.key_id, self.stream)
+            baseline, checkpoints = await remembered(conn, self.stream)
+        _, seen = await see_stream(self.js, self.stream)
+        gate(baseline, checkpoints, seen, self.key_id)
         if self.created is not None and seen.created != self.created:
             raise StreamLoss([Finding("stream_recreated", "the stream was recreated while being read")])
         self.created = seen.created

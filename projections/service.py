@@ -22,8 +22,10 @@ READY_LAG = 10_000      # /ready fails while a projection is further behind than
 
 
 class ReadSide:
-    def __init__(self, dsn: str, js: Any, seal_key: bytes, *, metrics: Any = None, replicas: int | None = None):
+    def __init__(self, dsn: str, js: Any, seal_key: bytes, *, metrics: Any = None, replicas: int | None = None,
+                 **monitor: Any):
         self.dsn, self.js, self.seal_key, self.metrics, self.replicas = dsn, js, seal_key, metrics, replicas
+        self.monitor_options = monitor            # IntegrityMonitor's every / page / page_every
         self.pool: Any = None
         self.projector: Projector | None = None
         self.monitor: IntegrityMonitor | None = None
@@ -34,7 +36,7 @@ class ReadSide:
         self.pool = await migrated_pool(self.dsn, max_size=3)
         self.projector = Projector(self.dsn, self.pool, self.js, seal_key=self.seal_key)
         self.monitor = IntegrityMonitor(self.pool, self.js, self.seal_key, metrics=self.metrics,
-                                        replicas=self.replicas)
+                                        replicas=self.replicas, **self.monitor_options)
         await self.monitor.tick()
         self._tasks = [asyncio.create_task(self.projector.run(self._stop), name="projector"),
                        asyncio.create_task(self.monitor.run(self._stop), name="integrity-monitor")]

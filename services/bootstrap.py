@@ -48,6 +48,7 @@ class RuntimeOptions:
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
     gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    integrity_poll: float = 2.0                # LEDGER_INTEGRITY_POLL: seconds between the guard's checks (ADR 0010)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -56,18 +57,21 @@ class RuntimeOptions:
         cache = (env.get("LEDGER_PERSON_CACHE") or "").strip()
         timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
+        poll = (env.get("LEDGER_INTEGRITY_POLL") or "").strip()
         try:
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
+            integrity_poll = float(poll) if poll else cls.integrity_poll
         except ValueError:
-            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT and "
-                             "LEDGER_GC_FREEZE_INTERVAL numbers") from None
-        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0:
-            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_PUBLISH_TIMEOUT must be positive")
+            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_GC_FREEZE_INTERVAL and LEDGER_INTEGRITY_POLL numbers") from None
+        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0 or integrity_poll <= 0:
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_PUBLISH_TIMEOUT and LEDGER_INTEGRITY_POLL must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
-                   gc_freeze_interval=gc_freeze_interval, feed=FeedConfig.from_env(env))
+                   gc_freeze_interval=gc_freeze_interval, integrity_poll=integrity_poll,
+                   feed=FeedConfig.from_env(env))
 
 
 @dataclass
@@ -233,7 +237,8 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             await ensure_ledger_stream(js)
             # Before anything is written: a stream that is not the one the ledger was built on is held.
-            guard = IntegrityGuard(js, seal_key, metrics=metrics, replicas=settings.stream_replicas)
+            guard = IntegrityGuard(js, seal_key, metrics=metrics, replicas=settings.stream_replicas,
+                                   poll_every=options.integrity_poll)
             await guard.start()
             for pack in await activate_packs(js, packs, (clock or utc_now)(), seal_key=seal_key):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)

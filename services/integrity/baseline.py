@@ -58,10 +58,15 @@ async def check_baseline(conn: Any, created: dt.datetime | None, last_seq: int, 
                                                       f"{remembered['stream_created'].isoformat()}")])
 
 
-async def gate(conn: Any, seen: StreamSeen, key_id: str, stream: str = STREAM) -> None:
+async def remembered(conn: Any, stream: str = STREAM) -> tuple[Baseline | None, dict[str, int]]:
+    """The baseline and the checkpoints. Read them before the stream's info: a checkpoint or a high-water
+    mark written in between would otherwise look like the stream going backwards."""
+    return await baseline_of(conn, stream), await checkpoints_of(conn)
+
+
+def gate(baseline: Baseline | None, checkpoints: dict[str, int], seen: StreamSeen, key_id: str) -> None:
     """Raise `StreamLoss` if the stream is not (all of) the one the checkpoints count in."""
-    found = [f for f in check_stream(await baseline_of(conn, stream), await checkpoints_of(conn), seen, key_id)
-             if f.code in NOT_THE_SAME_STREAM]
+    found = [f for f in check_stream(baseline, checkpoints, seen, key_id) if f.code in NOT_THE_SAME_STREAM]
     if found:
         raise StreamLoss(found)
 

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from services.adjudicator.store import LedgerHeld
 from services.integrity import findings as fc
-from services.integrity.findings import Baseline, Finding, StreamSeen, check_stream, summary
+from services.integrity.findings import Baseline, Finding, StreamSeen, check_stream
 from services.integrity.observe import see_stream
 from services.integrity.state import IntegrityState, Unsealed, bucket, create_state, read_state
 from services.runtime.stream import STREAM
@@ -70,8 +70,8 @@ class IntegrityGuard:
             return
         whole = self.whole or [f for f in self.local.values() if f.whole_stream]
         if whole:
-            raise LedgerHeld(f"the ledger is held until the stream is restored or the loss accepted: "
-                             f"{summary(whole)}")
+            raise LedgerHeld("the ledger is held until the stream is restored or the loss accepted: " +
+                             ", ".join(sorted({f.code for f in whole})))
         if subject is not None:
             key = subject.rpartition(".")[2]
             found = self.local.get(key) or self.persons.get(key)
@@ -95,12 +95,15 @@ class IntegrityGuard:
     # --- checking ---------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        info, seen = await see_stream(self.js, self.stream)
+        # What was seen before (the record's high-water mark, our acks) is read before the stream: a
+        # publish acknowledged in between must not look like the stream going backwards.
+        mark = self.high_water
         state, unsealed = None, None
         try:
             state = await read_state(self.kv, self.seal_key)
         except Unsealed as bad:
             unsealed = Finding(fc.INTEGRITY_STATE_UNSEALED, str(bad))
+        info, seen = await see_stream(self.js, self.stream)
         if state is None and unsealed is None and info is not None:
             state = await self._genesis(seen)
         if state is not None and self.epoch is not None and state.epoch != self.epoch:
@@ -108,8 +111,8 @@ class IntegrityGuard:
             if self.on_epoch is not None:
                 await self.on_epoch()
             self.local.clear()
-            self.high_water = seen.last_seq
-        whole = [unsealed] if unsealed is not None else self._judge(state, seen)
+            self.high_water = mark = seen.last_seq
+        whole = [unsealed] if unsealed is not None else self._judge(state, seen, mark)
         if state is not None:
             self.epoch = state.epoch
             self.persons = {f.person_key: f for f in state.findings if f.person_key and not f.whole_stream}
@@ -118,12 +121,14 @@ class IntegrityGuard:
         self.whole = whole
         self._settle()
 
-    def _judge(self, state: IntegrityState | None, seen: StreamSeen) -> list[Finding]:
+    def _judge(self, state: IntegrityState | None, seen: StreamSeen, mark: int) -> list[Finding]:
         if state is None:
             return [Finding(fc.STREAM_MISSING, "no stream, and no record of one")]
         created = dt.datetime.fromisoformat(state.stream_created) if state.stream_created else seen.created
-        baseline = Baseline(stream_created=created, high_water=max(state.high_water, self.high_water))
-        return [*(f for f in state.findings if f.whole_stream), *check_stream(baseline, {}, seen)]
+        baseline = Baseline(stream_created=created, high_water=max(state.high_water, mark))
+        told = [f for f in state.findings if f.whole_stream]
+        codes = {f.code for f in told}
+        return [*told, *(f for f in check_stream(baseline, {}, seen) if f.code not in codes)]
 
     async def _genesis(self, seen: StreamSeen) -> IntegrityState | None:
         """A new ledger: no record yet. The read side, which remembers, overwrites it if it knows better."""

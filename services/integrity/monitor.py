@@ -20,8 +20,7 @@ from typing import Any
 import structlog
 
 from events.chain import seal_key_id
-from services.integrity.baseline import (baseline_of, checkpoints_of, forged_findings, projected_heads,
-                                         raise_high_water)
+from services.integrity.baseline import forged_findings, projected_heads, raise_high_water, remembered
 from services.integrity.findings import (SEAL_KEY_MISMATCH, Baseline, Finding, StreamSeen, check_person,
                                          check_stream, summary)
 from services.integrity.observe import see_stream, see_subjects
@@ -67,10 +66,10 @@ class IntegrityMonitor:
 
     async def check_stream(self) -> list[Finding]:
         """The stream-level findings and the forged messages, fresh; raises the high-water mark."""
-        _, seen = await see_stream(self.js, self.stream)
         async with self.pool.acquire() as conn:
-            baseline = await baseline_of(conn, self.stream)
-            found = check_stream(baseline, await checkpoints_of(conn), seen, self.key_id)
+            baseline, checkpoints = await remembered(conn, self.stream)     # before the stream: see there
+            _, seen = await see_stream(self.js, self.stream)
+            found = check_stream(baseline, checkpoints, seen, self.key_id)
             if not any(f.code == SEAL_KEY_MISMATCH for f in found):
                 found += await forged_findings(conn)
             if baseline is not None and seen.exists and not found and seen.last_seq > baseline.high_water:
