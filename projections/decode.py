@@ -7,7 +7,7 @@ raises `events.chain.Unsealed` (ADR 0010).
 """
 from __future__ import annotations
 
-from events.chain import read_sealed
+from events.chain import check_sealed, read_view
 from events.ledger import EVENT_DECODER
 from projections.model import Message
 
@@ -19,7 +19,9 @@ def person_key_of(subject: str) -> str | None:
 
 
 def decode_message(seq: int, subject: str, data: bytes, seal_key: bytes) -> Message:
-    view = read_sealed(seal_key, subject, data)
+    view = read_view(data)
     raws = [bytes(r) for r in view.events]
-    return Message(seq, subject, person_key_of(subject), [EVENT_DECODER.decode(r) for r in raws], raws,
-                   view.commit_id, view.correlation_id, bytes(view.results), view.seal, None, len(data))
+    events = [EVENT_DECODER.decode(r) for r in raws]
+    check_sealed(seal_key, subject, view, raws, [e.hash for e in events])     # the hashes the events claim
+    return Message(seq, subject, person_key_of(subject), events, raws, view.commit_id, view.correlation_id,
+                   bytes(view.results), view.seal, None, len(data))

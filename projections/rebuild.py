@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from projections.catalog import Projection, select
+from projections.heads import Heads
 from projections.ownership import Ownership
 from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
@@ -149,6 +150,7 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
     back from the build tables (rare: an old settlement cancelled or adjusted much later).
     """
     states = {p.name: p.new_state() for p in projections}
+    heads = Heads(from_start=True)
     names = [p.name for p in projections]
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
 
@@ -199,6 +201,8 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                 if not raws:
                     continue
                 msgs = decode_batch(raws, seal_key)
+                async with pool.acquire() as conn:
+                    msgs = await heads.screen(conn, msgs)          # replayed commits: forged, not folded
                 for p in projections:                 # a settlement dropped from a bounded index: from SQL,
                     keys = p.missing(states[p.name], msgs) if p.missing else None     # once all is written
                     if keys and p.load is not None:

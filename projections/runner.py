@@ -30,6 +30,7 @@ import structlog
 from events.chain import Unsealed, seal_key_id
 from projections.catalog import Projection, select
 from projections.decode import decode_message, person_key_of
+from projections.heads import Heads
 from projections.model import Message
 from projections.ownership import Ownership
 from projections.source import Raw, ReadFailed, StreamGap, StreamReader
@@ -109,6 +110,7 @@ class Projector:
         self.states: dict[str, Any] = {}
         self.ownership: Ownership | None = None
         self.created: Any = None          # creation time of the stream being read (a datetime)
+        self.heads = Heads()
         self.held: StreamLoss | None = None
 
     @property
@@ -161,6 +163,7 @@ class Projector:
         await self._gate()
         self.states = {n: self.projections[n].new_state() for n in owned}
         start = min(seq for seq, _ in self.expected.values()) + 1
+        self.heads = Heads(from_start=start == 1)
         next_takeover = time.monotonic() + self.takeover_every
         async with StreamReader(self.js, start, stream=self.stream, max_batch=self.max_batch) as reader:
             while not stop.is_set() and self.ownership.alive():
@@ -175,6 +178,7 @@ class Projector:
                         return
                     except BaseException:
                         self.states = {n: self.projections[n].new_state() for n in owned}
+                        self.heads = Heads(from_start=start == 1)
                         raise
                 if time.monotonic() >= next_takeover:
                     next_takeover = time.monotonic() + self.takeover_every
@@ -199,6 +203,7 @@ class Projector:
         done: dict[str, tuple[int, int]] = {}
         async with self.pool.acquire() as conn, conn.transaction():
             await check_baseline(conn, self.created, last, self.key_id, self.stream)   # with the first checkpoint
+            msgs = await self.heads.screen(conn, msgs)           # a sealed commit published again: not folded
             for name in sorted(self.ownership.owned):     # one lock order for everyone (see rebuild.swap)
                 row = await conn.fetchrow("SELECT seq, generation FROM projection_checkpoint "
                                           "WHERE projection = $1 FOR UPDATE", name)

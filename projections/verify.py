@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from events.chain import GENESIS, Unsealed, first_break, head_of, read_sealed
+from events.chain import GENESIS, Unsealed, first_link_break, head_of, read_sealed
 from projections.decode import person_key_of
 from projections.source import StreamReader
 from services.integrity.findings import Finding
@@ -60,8 +60,8 @@ def check_commit(subject: str, seq: int, data: bytes, head: str, seal_key: bytes
     """(new head, break or None, events checked) for one stored commit on a person subject."""
     key = person_key_of(subject) or ""
     try:
-        events = [bytes(r) for r in read_sealed(seal_key, subject, data).events]
-        found = first_break(events, head)
+        events = [bytes(r) for r in read_sealed(seal_key, subject, data).events]     # hashes checked there
+        found = first_link_break(events, head)
     except Unsealed as bad:
         return head, Break(subject, key, seq, 0, "", head, "", False, f"forged: {bad}"), 0
     except msgspec.DecodeError as exc:

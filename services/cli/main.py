@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from services.observability import configure_logging
+    configure_logging()          # log lines (alarms included) on stderr: stdout is for results and --json
     if args.command == "replay":
         from services.cli.replay import run
         return run(args.file, args.pack_dir, sys.stdout.buffer)

@@ -82,6 +82,17 @@ async def forged_findings(conn: Any) -> list[Finding]:
     return [Finding("forged_message", r["reason"], r["person_key"], r["subject"], r["seq"]) for r in rows]
 
 
+async def chain_breaks(conn: Any, keys: list[str]) -> list[tuple[str, str, int]]:
+    """(person_key, subject, seq) of the first projected event, per person of `keys`, that does not name the
+    one before it: a sealed commit published again (its seal holds, its place in the chain does not)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (person_key) person_key, subject, seq FROM ("
+        "  SELECT person_key, subject, seq, idx, prev_hash, lag(hash, 1, '') OVER w AS before FROM ledger_event "
+        "  WHERE person_key = ANY($1::text[]) WINDOW w AS (PARTITION BY person_key ORDER BY seq, idx)) e "
+        "WHERE prev_hash <> before ORDER BY person_key, seq, idx", keys)
+    return [(r["person_key"], r["subject"], r["seq"]) for r in rows]
+
+
 async def projected_heads(conn: Any, after: str, limit: int) -> list[tuple[str, str, int, str]]:
     """(person_key, subject, seq, hash) of the last projected event of up to `limit` persons after `after`.
 

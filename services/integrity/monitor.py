@@ -20,10 +20,10 @@ from typing import Any
 import structlog
 
 from events.chain import seal_key_id
-from services.integrity.baseline import forged_findings, projected_heads, raise_high_water, remembered
-from services.integrity.findings import (SEAL_KEY_MISMATCH, Baseline, Finding, StreamSeen, check_person,
-                                         check_stream, summary)
-from services.integrity.observe import see_stream, see_subjects
+from services.integrity.baseline import chain_breaks, forged_findings, projected_heads, raise_high_water, remembered
+from services.integrity.findings import (FORGED_MESSAGE, SEAL_KEY_MISMATCH, Baseline, Finding, StreamSeen,
+                                         check_person, check_stream, summary)
+from services.integrity.observe import holds_at, see_stream, see_subjects
 from services.integrity.state import IntegrityState, bucket, write_state
 from services.runtime.stream import STREAM
 
@@ -74,9 +74,10 @@ class IntegrityMonitor:
                 found += await forged_findings(conn)
             if baseline is not None and seen.exists and not found and seen.last_seq > baseline.high_water:
                 await raise_high_water(conn, seen.last_seq, self.stream)
+        if any(f.whole_stream for f in found) or (
+                baseline is not None and self.baseline is not None and baseline.epoch != self.baseline.epoch):
+            self.persons.clear()                   # held as a whole (the sweep rests), or a new epoch
         self.baseline, self.seen, self.remembered = baseline, seen, found
-        if any(f.whole_stream for f in found):
-            self.persons.clear()                   # held as a whole: the sweep rests
         self.checked_at = time.monotonic()
         return found
 
@@ -84,6 +85,7 @@ class IntegrityMonitor:
         """Check the next page of projected persons; True when the sweep has come round to the start."""
         async with self.pool.acquire() as conn:
             heads = await projected_heads(conn, self._cursor, self.page)
+            breaks = await chain_breaks(conn, [h[0] for h in heads]) if heads else []
         for head, seen in zip(heads, await see_subjects(self.js, self.seal_key, heads, stream=self.stream)):
             key, subject, seq, hash_ = head
             finding = check_person(key, subject, seq, hash_, seen)
@@ -91,7 +93,14 @@ class IntegrityMonitor:
                 self.persons.pop(key, None)
             else:
                 self.persons[key] = finding
-        self._cursor = heads[-1][0] if len(heads) == self.page else ""
+        for key, subject, seq in breaks:        # what the stream still holds there is not the ledger's to fold
+            if await holds_at(self.js, subject, seq, self.stream):
+                self.persons[key] = Finding(FORGED_MESSAGE, "does not continue the person's chain", key, subject, seq)
+        low, high = self._cursor, heads[-1][0] if len(heads) == self.page else None
+        seen = {h[0] for h in heads}
+        for key in [k for k in self.persons if k > low and (high is None or k <= high) and k not in seen]:
+            del self.persons[key]               # no longer projected (the read models were projected again)
+        self._cursor = high or ""
         return self._cursor == ""
 
     async def check_all(self) -> list[Finding]:

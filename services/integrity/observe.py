@@ -56,6 +56,15 @@ async def see_subject(js: Any, seal_key: bytes, subject: str, projected_seq: int
     return SubjectSeen(seen.last_seq, head, None, _head(seal_key, subject, at.data or b"")[0])
 
 
+async def holds_at(js: Any, subject: str, seq: int, stream: str = STREAM) -> bool:
+    """Whether the stream still has a message on `subject` at `seq`."""
+    try:
+        found = await js.get_msg(stream, seq=seq, direct=True)
+    except NotFoundError:
+        return False
+    return found.subject == subject
+
+
 async def see_subjects(js: Any, seal_key: bytes, heads: list[tuple[str, str, int, str]], *,
                        stream: str = STREAM, concurrency: int = 32) -> list[SubjectSeen]:
     """`see_subject` for each projected head (person_key, subject, seq, hash), a bounded number at a time."""

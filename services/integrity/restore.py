@@ -29,7 +29,8 @@ import msgspec
 from nats.js.errors import NotFoundError
 
 from events import ledger as ev
-from events.chain import Unsealed, read_sealed, seal_key_id
+from events.chain import Unsealed, links_from, read_sealed, read_view, seal_key_id
+from projections.decode import PERSON_PREFIX
 from projections.source import StreamReader
 from services.integrity.baseline import baseline_of
 from services.integrity.findings import SEAL_KEY_MISMATCH, Finding
@@ -120,7 +121,14 @@ async def restore(pool: Any, js: Any, seal_key: bytes, *, admin_js: Any = None, 
 
     last = 0
     pending: list[tuple[int, Any]] = []
+    heads: dict[str, str] = {}                   # each person's chain as restored so far
     async for seq, subject, data, source in messages():
+        if data and subject.startswith(PERSON_PREFIX):
+            after = links_from([bytes(r) for r in read_view(data).events], heads.get(subject, ""))
+            if after is None:
+                data, source = b"", "does not continue the person's chain"    # a sealed commit published again
+            else:
+                heads[subject] = after
         if source == "read models":
             report.from_read_models += 1
         elif source == "old stream":

@@ -272,3 +272,37 @@ async def _published(js) -> bool:
 
 async def _unavailable(nc, message: dict) -> bool:
     return unavailable(await rpc(nc, s.dumps(message)))
+
+
+async def test_a_sealed_commit_published_again_is_not_folded_and_is_left_out_of_a_restore(
+        fresh_nats_url: str, fresh_database_url: str, tmp_path: Path) -> None:
+    async with ledger_with_read_side(fresh_nats_url, fresh_database_url, tmp_path) as run:
+        await record_hospital(run.nc)
+        await settle_person(run.nc, "LOSS-A", ["SA-1", "SA-2"], total="30000.00")
+        await until(lambda: projected(run))
+        subject = PERSON_SUBJECT.format(key("LOSS-A"))
+        stored = await read_subject(run.js, subject)
+        replayed = next(m for m in stored if b"SA-1" in m.data)          # the ledger's own bytes, seal and all
+        paid = await run.ledger.db.fetchval("SELECT sum(amount) FROM settlement_line")
+        ack = await run.js.publish(subject, replayed.data)
+        await until(held(run, "forged_message", only=True))
+        assert await run.ledger.db.fetchval("SELECT reason FROM forged_message WHERE seq = $1", ack.seq) == \
+            "does not continue the person's chain"
+        await until(lambda: _checkpoint_at(run, ack.seq))
+        assert await run.ledger.db.fetchval("SELECT sum(amount) FROM settlement_line") == paid   # not counted twice
+        report = (await run.http.get("/v1/verify", headers=SUPERVISOR)).json()
+        assert [(b["seq"], b["reason"]) for b in report["breaks"]] == [(ack.seq, "previous hash does not match")]
+        assert [(f["code"], f["seq"]) for f in report["findings"]] == [("forged_message", ack.seq)]
+        assert unavailable(await rpc(run.nc, s.dumps(s.settlement("SA-3", "LOSS-A"))))
+
+        outcome = await restore(run.ledger.db, run.js, SEAL_KEY, hold_for=HOLD)
+        assert outcome.not_restored == 1 and outcome.after == []            # left out, a marker in its place
+        await until(lambda: healthy(run))
+        assert (await decided(run.nc, s.settlement("SA-3", "LOSS-A")))["result"] == "settled"
+        assert (await decided(run.nc, s.settlement("SA-1", "LOSS-A", total="30000.00")))["result"] == "duplicate"
+        assert (await run.http.get("/v1/verify", headers=SUPERVISOR)).json()["ok"]
+
+
+async def _checkpoint_at(run: Running, seq: int) -> bool:
+    rows = await run.ledger.db.fetch("SELECT seq FROM projection_checkpoint")
+    return bool(rows) and min(r["seq"] for r in rows) >= seq
