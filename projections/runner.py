@@ -188,8 +188,11 @@ class Projector:
 
     async def _gate(self) -> None:
         """Raise `StreamLoss` unless the stream is the one the checkpoints count in; note its creation time."""
-        async with self.pool.acquire() as conn:
-            baseline, checkpoints = await remembered(conn, self.stream)
+        try:
+            async with self.pool.acquire() as conn:
+                baseline, checkpoints = await remembered(conn, self.js, self.seal_key, self.stream)
+        except Unsealed as bad:
+            raise StreamLoss([Finding("integrity_state_unsealed", str(bad))]) from None
         _, seen = await see_stream(self.js, self.stream)
         gate(baseline, checkpoints, seen, self.key_id)
         if self.created is not None and seen.created != self.created:

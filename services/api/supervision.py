@@ -139,14 +139,16 @@ def _rebuild(r: Any) -> RebuildView | None:
                        r["error"])
 
 
-@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress")
+@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress",
+     description="`lag` is the stream's last sequence minus the checkpoint: negative when the stream ends before "
+                 "what was projected (it lost messages: see `GET /v1/verify`).")
 async def projections(deps: Any) -> Response[list[ProjectionView]]:
     rows = await db_of(deps).fetch(
         "SELECT c.*, r.status, r.seq AS r_seq, r.target_seq, r.started_at, r.updated_at AS r_updated_at, "
         "r.finished_at, r.error FROM projection_checkpoint c LEFT JOIN projection_rebuild r USING (projection) "
         "ORDER BY c.projection")
     head = await stream_head(deps)
-    return Response([ProjectionView(r["projection"], r["seq"], head, None if head is None else max(0, head - r["seq"]),
+    return Response([ProjectionView(r["projection"], r["seq"], head, None if head is None else head - r["seq"],
                                     r["generation"], r["owner"], r["updated_at"], _rebuild(r)) for r in rows])
 
 

@@ -10,6 +10,21 @@ from services.cli.connect import connected
 from services.cli.readside import err, progress_bar, run_async
 
 
+async def _with_pool(act):
+    """`act(side, pool)` beside the running ledger, with a pool on its migrated read models."""
+    from projections.db import migrated_pool
+    async with connected() as side:
+        pool = await migrated_pool(side.database_url, max_size=3)
+        try:
+            return await act(side, pool)
+        finally:
+            await pool.close()
+
+
+def _json(report: object) -> None:
+    sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+
+
 def _findings(findings: list, title: str) -> None:
     table = Table("finding", "person_key", "seq", "detail", title=title)
     for f in findings:
@@ -18,33 +33,32 @@ def _findings(findings: list, title: str) -> None:
 
 
 async def _restore(yes: bool, as_json: bool) -> int:
-    from projections.db import migrated_pool
     from services.integrity.monitor import IntegrityMonitor
     from services.integrity.restore import RestoreFailed, restore
-    async with connected() as side:
-        pool = await migrated_pool(side.database_url, max_size=3)
-        try:
-            if not yes:
-                found = await IntegrityMonitor(pool, side.js, side.seal_key).check_all()
-                if not found:
-                    err.print("[green]nothing to restore: the stream holds what the read models remember[/green]")
-                    return 0
-                _findings(found, "the stream against the read models")
-                err.print("`ledger restore --yes` deletes stream LEDGER and publishes it again from the read "
-                          "models' copy; every adjudicator is held meanwhile.")
-                return 1
-            with progress_bar() as bar:
-                task = bar.add_task("restore LEDGER", total=None, rate=0.0)
-                try:
-                    report = await restore(pool, side.js, side.seal_key, replicas=side.settings.stream_replicas,
-                                           progress=lambda seq, total: bar.update(task, completed=seq, total=total))
-                except RestoreFailed as failed:
-                    err.print(f"[red]restore stopped: {failed}[/red]")
-                    return 1
-        finally:
-            await pool.close()
+
+    async def act(side, pool):
+        if not yes:
+            return await IntegrityMonitor(pool, side.js, side.seal_key).check_all()
+        with progress_bar() as bar:
+            task = bar.add_task("restore LEDGER", total=None, rate=0.0)
+            return await restore(pool, side.js, side.seal_key, replicas=side.settings.stream_replicas,
+                                 progress=lambda seq, total: bar.update(task, completed=seq, total=total))
+
+    try:
+        report = await _with_pool(act)
+    except RestoreFailed as failed:
+        err.print(f"[red]restore stopped: {failed}[/red]")
+        return 1
+    if not yes:
+        if not report:
+            err.print("[green]nothing to restore: the stream holds what the read models remember[/green]")
+            return 0
+        _findings(report, "the stream against the read models")
+        err.print("`ledger restore --yes` deletes stream LEDGER and publishes it again from the read "
+                  "models' copy; every adjudicator is held meanwhile.")
+        return 1
     if as_json:
-        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        _json(report)
     elif not report.done:
         err.print("[green]nothing to restore[/green]")
     else:
@@ -63,19 +77,15 @@ def restore_cmd(yes: bool, as_json: bool) -> int:
 
 
 async def _accept(reason: str, as_json: bool) -> int:
-    from projections.db import migrated_pool
     from services.integrity.accept import AcceptRefused, accept_loss
-    async with connected() as side:
-        pool = await migrated_pool(side.database_url, max_size=3)
-        try:
-            report = await accept_loss(pool, side.js, side.seal_key, reason, replicas=side.settings.stream_replicas)
-        except AcceptRefused as refused:
-            err.print(f"[red]nothing accepted: {refused}[/red]")
-            return 1
-        finally:
-            await pool.close()
+    try:
+        report = await _with_pool(lambda side, pool: accept_loss(pool, side.js, side.seal_key, reason,
+                                                                 replicas=side.settings.stream_replicas))
+    except AcceptRefused as refused:
+        err.print(f"[red]nothing accepted: {refused}[/red]")
+        return 1
     if as_json:
-        sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
+        _json(report)
     elif report.acceptance_id is None:
         err.print("[green]no loss to accept: the stream holds what the read models remember[/green]")
     else:

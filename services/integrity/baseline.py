@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from services.integrity.findings import NOT_THE_SAME_STREAM, Baseline, Finding, StreamSeen, check_stream
+from services.integrity.state import recorded
 from services.runtime.stream import STREAM
 
 
@@ -58,10 +59,20 @@ async def check_baseline(conn: Any, created: dt.datetime | None, last_seq: int, 
                                                       f"{remembered['stream_created'].isoformat()}")])
 
 
-async def remembered(conn: Any, stream: str = STREAM) -> tuple[Baseline | None, dict[str, int]]:
+async def remembered(conn: Any, js: Any, seal_key: bytes,
+                     stream: str = STREAM) -> tuple[Baseline | None, dict[str, int]]:
     """The baseline and the checkpoints. Read them before the stream's info: a checkpoint or a high-water
-    mark written in between would otherwise look like the stream going backwards."""
-    return await baseline_of(conn, stream), await checkpoints_of(conn)
+    mark written in between would otherwise look like the stream going backwards.
+
+    With no baseline in PostgreSQL (a new database), the sealed record the adjudicators read stands in
+    for it: it outlives PostgreSQL as it outlives the stream, so a database and a stream lost together
+    are still told from a new ledger. `Unsealed` if that record was written without the key."""
+    baseline = await baseline_of(conn, stream)
+    if baseline is None:
+        state = await recorded(js, seal_key)
+        if state is not None and state.stream_created:
+            baseline = Baseline(dt.datetime.fromisoformat(state.stream_created), state.high_water, state.epoch)
+    return baseline, await checkpoints_of(conn)
 
 
 def gate(baseline: Baseline | None, checkpoints: dict[str, int], seen: StreamSeen, key_id: str) -> None:

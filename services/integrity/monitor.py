@@ -20,11 +20,12 @@ from typing import Any
 import structlog
 
 from events.chain import seal_key_id
-from services.integrity.baseline import chain_breaks, forged_findings, projected_heads, raise_high_water, remembered
-from services.integrity.findings import (FORGED_MESSAGE, SEAL_KEY_MISMATCH, Baseline, Finding, StreamSeen,
-                                         check_person, check_stream, summary)
+from services.integrity.baseline import (checkpoints_of, chain_breaks, forged_findings, projected_heads,
+                                         raise_high_water, remembered)
+from services.integrity.findings import (FORGED_MESSAGE, INTEGRITY_STATE_UNSEALED, SEAL_KEY_MISMATCH, Baseline,
+                                         Finding, StreamSeen, check_person, check_stream, summary)
 from services.integrity.observe import holds_at, see_stream, see_subjects
-from services.integrity.state import IntegrityState, bucket, write_state
+from services.integrity.state import IntegrityState, Unsealed, bucket, write_state
 from services.runtime.stream import STREAM
 
 log = structlog.get_logger(component="ledger.integrity")
@@ -67,9 +68,14 @@ class IntegrityMonitor:
     async def check_stream(self) -> list[Finding]:
         """The stream-level findings and the forged messages, fresh; raises the high-water mark."""
         async with self.pool.acquire() as conn:
-            baseline, checkpoints = await remembered(conn, self.stream)     # before the stream: see there
+            try:
+                baseline, checkpoints = await remembered(conn, self.js, self.seal_key, self.stream)   # first
+                found = []
+            except Unsealed as bad:
+                baseline, checkpoints = None, await checkpoints_of(conn)
+                found = [Finding(INTEGRITY_STATE_UNSEALED, str(bad))]
             _, seen = await see_stream(self.js, self.stream)
-            found = check_stream(baseline, checkpoints, seen, self.key_id)
+            found += check_stream(baseline, checkpoints, seen, self.key_id)
             if not any(f.code == SEAL_KEY_MISMATCH for f in found):
                 found += await forged_findings(conn)
             if baseline is not None and seen.exists and not found and seen.last_seq > baseline.high_water:
@@ -119,7 +125,7 @@ class IntegrityMonitor:
         seen = self.seen
         if seen is None or (self.baseline is None and not seen.exists):
             return
-        if any(f.code == SEAL_KEY_MISMATCH for f in self.remembered):
+        if any(f.code in (SEAL_KEY_MISMATCH, INTEGRITY_STATE_UNSEALED) for f in self.remembered):
             return                               # not this process's to say: its key is not the ledger's
         created = self.baseline.stream_created if self.baseline else seen.created
         found = self.findings

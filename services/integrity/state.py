@@ -20,7 +20,11 @@ import msgspec
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 
+from events.chain import Unsealed
 from services.integrity.findings import Finding
+
+__all__ = ["BUCKET", "IntegrityState", "Unsealed", "bucket", "create_state", "decode_state", "encode_state",
+           "read_state", "recorded", "write_state"]
 
 BUCKET = "LEDGER_INTEGRITY"
 KEY = "state"
@@ -35,10 +39,6 @@ class IntegrityState(msgspec.Struct, frozen=True):
     findings: list[Finding] = []        # what the read side found; whole-stream ones stop every decision
     written_by: str = ""
     seal: str = ""
-
-
-class Unsealed(ValueError):
-    """The record was not written with the ledger's seal key."""
 
 
 def _mac(key: bytes, state: IntegrityState) -> str:
@@ -68,6 +68,15 @@ async def bucket(js: Any, replicas: int | None = None) -> Any:
         return await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=16, storage=StorageType.FILE,
                                                         replicas=replicas or 1,
                                                         description="claims-ledger loss detection (ADR 0010)"))
+
+
+async def recorded(js: Any, key: bytes) -> IntegrityState | None:
+    """The record if the bucket exists (never creating it); `Unsealed` as `read_state`."""
+    try:
+        kv = await js.key_value(BUCKET)
+    except BucketNotFoundError:
+        return None
+    return await read_state(kv, key)
 
 
 async def read_state(kv: Any, key: bytes) -> IntegrityState | None:

@@ -57,19 +57,20 @@ def _write_once(path: Path, make: Callable[[], str]) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def person_key_secret(settings: Settings) -> bytes:
-    """The HMAC secret: LEDGER_PERSON_KEY_SECRET, else ``<data_dir>/person_key.secret``.
-
-    The generated secret is ``secrets.token_hex(32)``; either way the UTF-8
-    bytes of the text are the key.
-    """
-    if settings.person_key_secret is not None:
-        return settings.person_key_secret.encode("utf-8")
-    path = settings.data_dir / PERSON_KEY_FILE
+def _key(given: str | None, path: Path, variable: str) -> bytes:
+    """`given` (from the environment), else the key in `path`, generated once (``secrets.token_hex(32)``);
+    either way the UTF-8 bytes of the text are the key."""
+    if given is not None:
+        return given.encode("utf-8")
     text = _write_once(path, lambda: secrets.token_hex(32) + "\n").strip()
     if not text:
-        raise ValueError(f"{path} is empty; restore it from backup or set LEDGER_PERSON_KEY_SECRET")
+        raise ValueError(f"{path} is empty; restore it from backup or set {variable}")
     return text.encode("utf-8")
+
+
+def person_key_secret(settings: Settings) -> bytes:
+    """The HMAC secret: LEDGER_PERSON_KEY_SECRET, else ``<data_dir>/person_key.secret``."""
+    return _key(settings.person_key_secret, settings.data_dir / PERSON_KEY_FILE, "LEDGER_PERSON_KEY_SECRET")
 
 
 def seal_secret(settings: Settings) -> bytes:
@@ -77,13 +78,7 @@ def seal_secret(settings: Settings) -> bytes:
 
     Every process that writes or verifies commits needs the same one: adjudicators, the projector,
     `ledger verify`."""
-    if settings.seal_secret is not None:
-        return settings.seal_secret.encode("utf-8")
-    path = settings.data_dir / SEAL_KEY_FILE
-    text = _write_once(path, lambda: secrets.token_hex(32) + "\n").strip()
-    if not text:
-        raise ValueError(f"{path} is empty; restore it from backup or set LEDGER_SEAL_SECRET")
-    return text.encode("utf-8")
+    return _key(settings.seal_secret, settings.data_dir / SEAL_KEY_FILE, "LEDGER_SEAL_SECRET")
 
 
 def person_key(secret: bytes, psn_no: str) -> str:

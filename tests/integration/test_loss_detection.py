@@ -8,6 +8,7 @@ An adjudicator worker process holds on its own, without the read side.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import pytest
@@ -306,3 +307,30 @@ async def test_a_sealed_commit_published_again_is_not_folded_and_is_left_out_of_
 async def _checkpoint_at(run: Running, seq: int) -> bool:
     rows = await run.ledger.db.fetch("SELECT seq FROM projection_checkpoint")
     return bool(rows) and min(r["seq"] for r in rows) >= seq
+
+
+async def test_a_new_database_beside_a_recreated_stream_is_not_taken_for_a_new_ledger(
+        fresh_nats_url: str, fresh_database_url: str, tmp_path: Path) -> None:
+    """PostgreSQL and the stream lost together: the sealed record in LEDGER_INTEGRITY still remembers."""
+    import asyncpg
+
+    async with ledger_with_read_side(fresh_nats_url, fresh_database_url, tmp_path) as run:
+        await record_hospital(run.nc)
+        await settle_person(run.nc, "LOSS-A", ["SA-1"])
+        await until(lambda: projected(run))
+        await recreate_stream(run.js)
+    name = "u_" + urlsplit(fresh_database_url).path.lstrip("/")
+    second = urlunsplit(urlsplit(fresh_database_url)._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(fresh_database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        async with ledger_with_read_side(fresh_nats_url, second, tmp_path) as run:
+            await until(held(run, "stream_recreated"))
+            assert unavailable(await rpc(run.nc, s.dumps(s.settlement("SA-1", "LOSS-A"))))
+            assert {r["seq"] for r in await run.ledger.db.fetch("SELECT seq FROM projection_checkpoint")} <= {0}
+            outcome = await accept_loss(run.ledger.db, run.js, SEAL_KEY, "database and stream both lost")
+            assert outcome.acceptance_id is not None and outcome.after == []
+            await until(lambda: healthy(run))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
