@@ -244,6 +244,7 @@ class JetStreamStore:
         events, stored, _ = seal_stored(decision.events, head)
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
         payload = encode_sealed(self._seal_key, subject, commit, stored)
+        mark = self.guard.high_water if self.guard is not None else 0
         try:
             seq = await self._publish(subject, payload, expected)
         except APIError as exc:
@@ -262,7 +263,7 @@ class JetStreamStore:
             self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
             raise
         if self.guard is not None:
-            self.guard.observed(seq)
+            self.guard.acked(seq, mark)
         if person.version == expected:
             apply_commit(person, commit, seq)
             entry = self._cache.get(psn_no)
@@ -291,6 +292,7 @@ class JetStreamStore:
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
         expected = self.ref.applied[kind] if kind in _GUARDED_REF_KINDS else None
         subject = REF_SUBJECT.format(kind)
+        mark = self.guard.high_water if self.guard is not None else 0
         try:
             seq = await self._publish(subject, encode_sealed(self._seal_key, subject, commit, stored), expected)
         except APIError as exc:
@@ -300,7 +302,7 @@ class JetStreamStore:
                 raise Conflict(kind) from None
             raise
         if self.guard is not None:
-            self.guard.observed(seq)
+            self.guard.acked(seq, mark)
         if kind in self.ref.applied:
             await self.ref.catch_up(kind)
 

@@ -84,6 +84,18 @@ class IntegrityGuard:
         if seq > self.high_water:
             self.high_water = seq
 
+    def acked(self, seq: int, mark: int) -> None:
+        """A publish begun when the highest sequence seen was `mark` was stored at `seq`. Sequences only
+        grow, so `seq <= mark` means the stream went backwards (recreated, truncated) under us: hold
+        everyone now, and raise `LedgerHeld` so this decision is answered `unavailable`, not as stored."""
+        if seq > mark:
+            self.observed(seq)
+            return
+        self.refuse(Finding(fc.STREAM_BEHIND_HIGH_WATER, f"the stream stored a publish at sequence {seq}, "
+                                                        f"after it had reached {mark}", subject="ledger.>"))
+        raise LedgerHeld("the ledger is held until the stream is restored or the loss accepted: "
+                         f"{fc.STREAM_BEHIND_HIGH_WATER}")
+
     def refuse(self, finding: Finding) -> None:
         """The store met something the ledger did not write, or less than it had: hold, alarm."""
         key = finding.person_key or finding.subject or "-"

@@ -44,9 +44,9 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def ledger_with_read_side(nats_url: str, database_url: str, data_dir: Path, *,
-                                transports: bool = True) -> AsyncIterator[Running]:
-    options = RuntimeOptions(feed=FeedConfig(ack_wait=5.0, nak_delay=0.05), integrity_poll=POLL)
+async def ledger_with_read_side(nats_url: str, database_url: str, data_dir: Path, *, transports: bool = True,
+                                guard_poll: float = POLL) -> AsyncIterator[Running]:
+    options = RuntimeOptions(feed=FeedConfig(ack_wait=5.0, nak_delay=0.05), integrity_poll=guard_poll)
     ledger = await bootstrap(settings_for(data_dir), nats_url=nats_url, database_url=database_url, options=options)
     read_side = None
     try:

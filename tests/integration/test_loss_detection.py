@@ -115,6 +115,22 @@ async def test_a_stream_recreated_under_a_running_read_side_is_held_until_restor
         assert metric(text, "ledger_stream_loss", finding="stream_recreated") == 0
 
 
+async def test_a_decision_stored_on_a_stream_that_went_backwards_is_answered_unavailable(
+        fresh_nats_url: str, fresh_database_url: str, tmp_path: Path) -> None:
+    """Between two of the guard's checks (here: a minute apart) a new person's decision lands on the
+    recreated stream at a sequence below one already acknowledged: it is not answered as decided."""
+    async with ledger_with_read_side(fresh_nats_url, fresh_database_url, tmp_path, guard_poll=60) as run:
+        await record_hospital(run.nc)
+        await settle_person(run.nc, "LOSS-A", ["SA-1"])
+        await recreate_stream(run.js)
+        assert unavailable(await rpc(run.nc, s.dumps(s.identity("LOSS-NEW")), "psn_identity"))
+        assert unavailable(await rpc(run.nc, s.dumps(s.identity("LOSS-OTHER")), "psn_identity"))   # all held now
+        assert [f.code for f in run.ledger.guard.local.values()] == ["stream_behind_high_water"]
+        text = (await run.http.get("/metrics")).text
+        assert metric(text, "ledger_decisions_held", finding="stream_behind_high_water") == 1
+        assert (await run.js.stream_info(STREAM)).state.last_seq == 1        # the one stored, then refused
+
+
 async def _guard_holds(run: Running) -> bool:
     return bool(run.ledger.guard.whole)
 
