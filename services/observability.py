@@ -88,6 +88,12 @@ class Metrics:
         self.append_seconds = Histogram("ledger_store_append_seconds",
                                         "One JetStream append: publish to acknowledgement (fsync included)",
                                         buckets=_DECISION_BUCKETS, registry=r)
+        self.stream_loss = Gauge("ledger_stream_loss",
+                                 "What the read side found the stream lost or holds unsealed, by finding (ADR 0010)",
+                                 ["finding"], registry=r)
+        self.decisions_held = Gauge("ledger_decisions_held",
+                                    "Holds this adjudicator decides nothing under, by finding (ADR 0010)",
+                                    ["finding"], registry=r)
         self._children: dict[tuple[str, str, str], Counter] = {}
         self._timers: dict[str, Histogram] = {}
 
@@ -114,5 +120,21 @@ class Metrics:
         self.person_loads.inc()
         self.person_load_seconds.observe(seconds)
 
+    def loss_found(self, findings: Iterable[object]) -> None:
+        _set_counts(self.stream_loss, findings)
+
+    def held(self, findings: Iterable[object]) -> None:
+        _set_counts(self.decisions_held, findings)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _set_counts(gauge: Gauge, findings: Iterable[object]) -> None:
+    """One series per finding code, counting the current findings; codes no longer found go to 0."""
+    from services.integrity.findings import ALL_CODES
+    counts = dict.fromkeys(ALL_CODES, 0)
+    for finding in findings:
+        counts[finding.code] = counts.get(finding.code, 0) + 1   # type: ignore[attr-defined]
+    for code, n in counts.items():
+        gauge.labels(code).set(n)

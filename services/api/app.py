@@ -71,6 +71,8 @@ class ApiDeps:
     db: Any = None
     person_key: Callable[[str], str] | None = None
     settings: Any = None
+    seal_key: bytes | None = None      # to verify commits' seals (ADR 0010)
+    integrity: Any = None              # services.integrity.monitor.IntegrityMonitor of the read side, if any
     extras: dict[str, Any] = field(default_factory=dict)
 
 

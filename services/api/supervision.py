@@ -105,26 +105,39 @@ async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await read_audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain from the stream (or one person's); the first break",
+@get("/verify", summary="Recompute every person's hash chain and check every seal from the stream (or one "
+                         "person's); the first break, and what the stream lost against the read models",
      description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
-                 "minutes (then prefer `ledger verify`).")
+                 "minutes (then prefer `ledger verify`). `findings` are what the read side finds the stream lost "
+                 "or holds unsealed (ADR 0010); `acceptances` and `restores` what operators did about it. `ok` "
+                 "only when there is no break, no missing sequence and no finding.")
 async def verify(deps: Any, psn_no: str | None = None) -> Any:
     return await run_verify(deps, psn_no)
 
 
 async def run_verify(deps: Any, psn_no: str | None = None) -> Any:
-    """A VerifyReport of the whole stream, or of one person's subject."""
-    from projections.verify import verify_person, verify_stream
+    """A VerifyReport of the whole stream, or of one person's subject, with what loss detection found."""
+    from projections.verify import verify_person, verify_stream, with_integrity
+    from services.integrity.records import integrity_of
     if getattr(deps, "js", None) is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    seal_key = getattr(deps, "seal_key", None)
+    if seal_key is None:
+        raise ApiError(503, "unavailable", "this server has no seal key to verify commits with")
+    key = None
     if psn_no is not None:
         if not psn_no.strip():
             raise bad("psn_no must not be empty")
-        report = await verify_person(deps.js, deps.person_key(psn_no), stream=_stream(deps))
+        key = deps.person_key(psn_no)
+        report = await verify_person(deps.js, key, stream=_stream(deps), seal_key=seal_key)
         if report.messages == 0:
             raise not_found("no events for this person")
-        return report
-    return await verify_stream(deps.js, stream=_stream(deps))
+    else:
+        report = await verify_stream(deps.js, stream=_stream(deps), seal_key=seal_key)
+    found, accepted, restored = await integrity_of(db_of(deps), deps.js, seal_key, getattr(deps, "integrity", None))
+    if key is not None:
+        found = [f for f in found if f.whole_stream or f.person_key == key]
+    return with_integrity(report, found, accepted, restored)
 
 
 class AuditSummary(msgspec.Struct):
@@ -154,7 +167,9 @@ def _rebuild(r: Any) -> RebuildView | None:
                        r["error"])
 
 
-@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress")
+@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress",
+     description="`lag` is the stream's last sequence minus the checkpoint: negative when the stream ends before "
+                 "what was projected (it lost messages: see `GET /v1/verify`).")
 async def projections(deps: Any) -> Response[list[ProjectionView]]:
     return Response(await read_projections(deps))
 
@@ -166,7 +181,8 @@ async def read_projections(deps: Any) -> list[ProjectionView]:
         "r.finished_at, r.error FROM projection_checkpoint c LEFT JOIN projection_rebuild r USING (projection) "
         "ORDER BY c.projection")
     head = await stream_head(deps)
-    return [ProjectionView(r["projection"], r["seq"], head, None if head is None else max(0, head - r["seq"]),
+    # A negative lag says the stream is behind its checkpoint: loss, shown, not hidden (ADR 0010).
+    return [ProjectionView(r["projection"], r["seq"], head, None if head is None else head - r["seq"],
                            r["generation"], r["owner"], r["updated_at"], _rebuild(r)) for r in rows]
 
 

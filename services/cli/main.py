@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     verify.add_argument("--psn-no", help="only this person's chain (reads their subject alone)")
+    restore = sub.add_parser("restore", help="put stream LEDGER back from the read models' copy after a loss")
+    restore.add_argument("--yes", action="store_true", help="do it (without: show what was found and stop)")
+    restore.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    accept = sub.add_parser("accept-loss", help="accept, on the record, what the stream lost; re-project from it")
+    accept.add_argument("--reason", required=True, help="why the loss is accepted (kept with the acceptance)")
+    accept.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     audit = sub.add_parser("audit", help="replay decisions as of a time and list differences with the rules")
     audit.add_argument("--psn-no", help="one person")
     audit.add_argument("--area", help="admdvs prefix, e.g. 1410")
@@ -41,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from services.observability import configure_logging
+    configure_logging()          # log lines (alarms included) on stderr: stdout is for results and --json
     if args.command == "replay":
         from services.cli.replay import run
         return run(args.file, args.pack_dir, sys.stdout.buffer)
@@ -59,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         from services.cli.readside import verify_cmd
         return verify_cmd(args.json, args.psn_no)
+    if args.command == "restore":
+        from services.cli.integrity import restore_cmd
+        return restore_cmd(args.yes, args.json)
+    if args.command == "accept-loss":
+        from services.cli.integrity import accept_cmd
+        return accept_cmd(args.reason, args.json)
     if args.command == "audit":
         from services.cli.audit import audit_cmd
         return audit_cmd(args)
