@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 
 from ledger_support import SEAL_SECRET, rpc, settings_for
 from services.adjudicator import samples as s
@@ -33,6 +34,8 @@ class Running:
     ledger: Ledger
     read_side: Any
     http: httpx.AsyncClient
+    platform: Any = None          # a NATS connection as the platform (requests, feeds, results)
+    admin_js: Any = None          # JetStream as the NATS admin (the hand that deletes the stream)
 
     @property
     def js(self) -> Any:
@@ -44,10 +47,13 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def ledger_with_read_side(nats_url: str, database_url: str, data_dir: Path, *, transports: bool = True,
+async def ledger_with_read_side(server: Any, database_url: str, data_dir: Path, *, transports: bool = True,
                                 guard_poll: float = POLL) -> AsyncIterator[Running]:
+    """`server`: the test's embedded nats-server (`fresh_nats`): the ledger connects as its services' user."""
     options = RuntimeOptions(feed=FeedConfig(ack_wait=5.0, nak_delay=0.05), integrity_poll=guard_poll)
-    ledger = await bootstrap(settings_for(data_dir), nats_url=nats_url, database_url=database_url, options=options)
+    ledger = await bootstrap(settings_for(data_dir), nats_url=server.url, database_url=database_url, options=options)
+    platform = await nats.connect(server.url_for("platform"))
+    admin = await nats.connect(server.url_for("admin"))
     read_side = None
     try:
         read_side, deps = await start_read_side(ledger, database_url, TOKENS, every=POLL, page=50, page_every=0.1)
@@ -55,11 +61,13 @@ async def ledger_with_read_side(nats_url: str, database_url: str, data_dir: Path
             await ledger.start_transports()
         app = create_app(deps, routers=read_routers())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as http:
-            yield Running(ledger, read_side, http)
+            yield Running(ledger, read_side, http, platform, admin.jetstream())
     finally:
         if read_side is not None:
             await read_side.close()
         await ledger.close()
+        await platform.close()
+        await admin.close()
 
 
 async def drop_stream(js: Any) -> None:

@@ -72,14 +72,17 @@ class LedgerRun:
 
 async def _cli(run: LedgerRun, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli.main", *args, cwd=REPO,
-                                                env=_env(run.data_dir, NATS_URL=run.nats_url),
+                                                # the local ledger run, found as an operator would:
+                                                # its port, its data dir's NATS users (admin included)
+                                                env=_env(run.data_dir,
+                                                         LEDGER_NATS_PORT=run.nats_url.rsplit(":", 1)[1]),
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     return proc.returncode, out.decode(), err.decode()
 
 
 def _stream_dir(data_dir: Path) -> Path:
-    return data_dir / "nats" / "jetstream" / "$G" / "streams" / "LEDGER"
+    return data_dir / "nats" / "jetstream" / "LEDGER" / "streams" / "LEDGER"      # account LEDGER (ADR 0009)
 
 
 async def test_ledger_run_on_a_lost_stream_is_held_until_restored_or_the_loss_accepted(tmp_path: Path) -> None:
