@@ -129,7 +129,7 @@ def test_the_deductible_is_projected_from_the_events_not_from_todays_pack() -> N
         projection = PROJECTIONS["claims"]
         state = projection.new_state()
         for i, (p, c) in enumerate(store.commits, 1):
-            model.apply(projection.fold(state, decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))))
+            model.apply(projection.fold(state, decode_message(i, *stored_commit(p, c, SECRET, SEAL_KEY), SEAL_KEY)))
         return model.rows("person_year")[(person_key(SECRET, "D1"), 2022)]["ci_deductible"]
 
     assert deductible(lines) == Decimal("10000")
