@@ -17,7 +17,7 @@ import msgspec
 
 from events.chain import GENESIS, first_break, head_of
 from projections.decode import person_key_of, stored_events
-from projections.source import StreamReader, last_sequence
+from projections.source import last_sequence, read_upto
 from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
 
@@ -66,37 +66,39 @@ def _concluded(report: VerifyReport, started: float) -> VerifyReport:
     return report
 
 
+class Chains:
+    """Every person subject's chain head as the stream is read in order, and each subject's first break
+    (after which the subject is left alone: every later link would be judged against a forged head)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, str] = {}
+        self.breaks: list[Break] = []
+        self.broken: set[str] = set()
+        self.events = 0
+
+    def add(self, subject: str, seq: int, data: bytes) -> None:
+        """One stored message; reference subjects are not person chains and are skipped."""
+        if person_key_of(subject) is None or subject in self.broken:
+            return
+        head, found, checked = check_commit(subject, seq, data, self.heads.get(subject, GENESIS))
+        self.events += checked
+        self.heads[subject] = head
+        if found is not None:
+            self.broken.add(subject)
+            self.breaks.append(found)
+
+
 async def verify_stream(js: Any, *, stream: str = STREAM, upto: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     started = time.perf_counter()
     last = upto if upto is not None else await last_sequence(js, stream)
     report = VerifyReport(ok=True, last_seq=last)
-    heads: dict[str, str] = {}
-    broken: set[str] = set()
-    if last == 0:
-        return report
-    async with StreamReader(js, 1, stream=stream) as reader:
-        seq = 0
-        while seq < last:
-            batch = await reader.batch(timeout=5.0)
-            if not batch:
-                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
-            for raw in batch:
-                seq = raw.seq
-                if seq > last:
-                    break
-                report.messages += 1
-                if person_key_of(raw.subject) is None or raw.subject in broken:
-                    continue
-                head, found, checked = check_commit(raw.subject, seq, raw.data, heads.get(raw.subject, GENESIS))
-                report.events += checked
-                heads[raw.subject] = head
-                if found is not None:
-                    broken.add(raw.subject)
-                    report.breaks.append(found)
-            if progress is not None:
-                progress(min(seq, last), last)
-    report.persons = len(heads)
+    chains = Chains()
+    async for batch in read_upto(js, last, stream=stream, progress=progress):
+        for raw in batch:
+            report.messages += 1
+            chains.add(raw.subject, raw.seq, raw.data)
+    report.persons, report.events, report.breaks = len(chains.heads), chains.events, chains.breaks
     return _concluded(report, started)
 
 

@@ -146,5 +146,6 @@ def read_routers() -> list[Router]:
     """Every router of the read side, for `create_app(deps, routers=read_routers())`."""
     from services.api.claims_reads import claims_router
     from services.api.dead_letters import dead_letters_router
+    from services.api.digest import digest_router
     from services.api.persons import persons_router
-    return [persons_router(), claims_router(), dead_letters_router(), supervision_router()]
+    return [persons_router(), claims_router(), dead_letters_router(), supervision_router(), digest_router()]
