@@ -97,7 +97,7 @@ def _month(value: str | None, name: str) -> dt.date | None:
         return None
     m = _MONTH.match(value)
     if m is None or not 1 <= int(m.group(2)) <= 12:
-        raise bad(f"{name} must be a month YYYY-MM, got {value!r}")
+        raise bad(f"{name} must be a month YYYY-MM")
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
@@ -106,7 +106,7 @@ async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
     async with db_of(deps).acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM settlement WHERE setl_id = $1 ORDER BY seq DESC LIMIT 1", setl_id)
         if row is None:
-            raise not_found(f"settlement {setl_id!r}")
+            raise not_found("this settlement")
         lines = await conn.fetch("SELECT * FROM settlement_line WHERE setl_id = $1 AND person_key = $2 "
                                  "ORDER BY seq, idx", setl_id, row["person_key"])
         checkpoint = await conn.fetchval(_CHECKPOINT)
@@ -152,7 +152,7 @@ async def warnings(deps: Any, area: str | None = None, year: int | None = None, 
     check_limit(limit)
     _area(area)
     if standing not in _WARNING_STATES:
-        raise bad(f"state must be one of {', '.join(_WARNING_STATES)}, got {standing!r}")
+        raise bad(f"state must be one of {', '.join(_WARNING_STATES)}")
     after = parse_cursor(cursor)
     async with db_of(deps).acquire() as conn:
         rows = await conn.fetch(

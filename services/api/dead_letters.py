@@ -83,7 +83,7 @@ async def list_dead_letters(deps: Any, code: str | None = None,
                             limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
     check_limit(limit)
     if cursor is not None and not cursor.isdigit():
-        raise ApiError(400, "invalid_parameter", f"cursor {cursor!r} is not one this API gave")
+        raise ApiError(400, "invalid_parameter", "cursor is not one this API gave")
     if wanted not in (None, "pending", "redriven", "failed"):
         raise ApiError(400, "invalid_parameter", "state must be pending, redriven or failed")
     async with db_of(deps).acquire() as conn:
@@ -103,7 +103,7 @@ async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
     db = db_of(deps)
     raw = await db.fetchval("SELECT raw FROM dead_letter WHERE event_id = $1", dead_letter_id)
     if raw is None:
-        raise not_found(f"dead letter {dead_letter_id!r}")
+        raise not_found("this dead letter")
     if getattr(deps, "submit", None) is None:
         raise ApiError(503, "unavailable", "this process does not decide messages")
     results = await deps.submit(bytes(raw), f"redrive:{dead_letter_id}", "redrive")

@@ -65,8 +65,8 @@ async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response
         results = await deps.submit(raw, "http", "http")
     except Exception as exc:
         log.error("http_submit_failed", error=redact(repr(exc), raw))
-        return Response(unavailable(f"not decided, send again: {exc!r}"), status_code=503, media_type=_JSON,
-                        headers={ERROR_HEADER: "unavailable"})
+        return Response(unavailable(redact(f"not decided, send again: {exc!r}", raw)), status_code=503,
+                        media_type=_JSON, headers={ERROR_HEADER: "unavailable"})
     if deps.publish_extra is not None and len(results) > 1:
         await deps.publish_extra(results)
     return Response(encode_result(results[0]), status_code=status_for(results[0]), media_type=_JSON)

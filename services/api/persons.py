@@ -151,7 +151,7 @@ async def person_events(psn_no: str, deps: Any, year: int | None = None, type: s
                         limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     check_limit(limit)
     if type is not None and type not in EVENT_TYPES:
-        raise bad(f"type {type!r} is not an event type; known: {sorted(EVENT_TYPES)}")
+        raise bad(f"type is not an event type; known: {sorted(EVENT_TYPES)}")
     after = parse_cursor(cursor)
     key = key_of(deps, psn_no)
     async with db_of(deps).acquire() as conn:

@@ -46,8 +46,10 @@ def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
 
 
 def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    # Not `exc.detail`: Litestar puts the request's path and query in it, which may carry a psn_no.
     extra = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in (exc.extra or []) if isinstance(e, dict))
-    return Response(ErrorBody("invalid_parameter", f"{exc.detail}{': ' + extra if extra else ''}"), status_code=400)
+    return Response(ErrorBody("invalid_parameter", f"invalid parameters{': ' + extra if extra else ''}"),
+                    status_code=400)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error}
@@ -104,5 +106,5 @@ def parse_cursor(cursor: str | None) -> tuple[int, int]:
         return (0, -1)
     seq, _, idx = cursor.partition(".")
     if not (seq.isdigit() and idx.isdigit()):
-        raise bad(f"cursor {cursor!r} is not one this API gave")
+        raise bad("cursor is not one this API gave")
     return int(seq), int(idx)

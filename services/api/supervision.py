@@ -88,7 +88,7 @@ async def _audit(deps: Any, job_id: str) -> AuditView:
     await expire_abandoned(db_of(deps), job_id)
     row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
     if row is None:
-        raise not_found(f"audit {job_id!r}")
+        raise not_found("this audit")
     return AuditView(row["id"], row["status"], msgspec.Raw(row["scope"]), row["done"], row["total"],
                      msgspec.Raw(row["totals"]), msgspec.Raw(row["differences"]), row["error"], row["created_at"],
                      row["started_at"], row["finished_at"])

@@ -52,7 +52,7 @@ class RpcServer:
             except Exception as exc:
                 log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
                 if msg.reply:
-                    await send(self.nc, msg.reply, unavailable(f"not decided, send again: {exc!r}"),
+                    await send(self.nc, msg.reply, unavailable(redact(f"not decided, send again: {exc!r}", msg.data)),
                                headers_bytes({ERROR_HEADER: "unavailable"}))
                 return
             if msg.reply:
