@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration bench replay-examples clean
+.PHONY: install run test test-unit test-integration fuzz bench replay-examples clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+# The long fuzz: schemathesis on every HTTP operation x role (until 8 minutes are spent) and 3,000
+# hypothesis messages on the NATS subjects; `timeout` is only a backstop (SIGINT lets pytest stop its servers).
+fuzz: $(STAMP)
+	LEDGER_FUZZ_EXAMPLES=400 LEDGER_FUZZ_SECONDS=480 LEDGER_FUZZ_NATS_EXAMPLES=3000 \
+	  timeout --signal=INT 660 $(BIN)/pytest -q -p no:cacheprovider \
+	  tests/integration/test_http_fuzz.py tests/integration/test_nats_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

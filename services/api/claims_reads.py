@@ -12,6 +12,7 @@ from litestar.params import Parameter
 
 from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, lag_of, not_found, parse_cursor,
                                       with_lag)
+from services.api.responses import errors
 
 _CHECKPOINT = "SELECT seq FROM projection_checkpoint WHERE projection = 'claims'"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -101,7 +102,8 @@ def _month(value: str | None, name: str) -> dt.date | None:
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
-@get("/settlements/{setl_id:str}", summary="One settlement as decided, with every line, rule and clause")
+@get("/settlements/{setl_id:str}", responses=errors(400, 404, 503),
+     summary="One settlement as decided, with every line, rule and clause")
 async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
     async with db_of(deps).acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM settlement WHERE setl_id = $1 ORDER BY seq DESC LIMIT 1", setl_id)
@@ -116,7 +118,8 @@ async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
     return with_lag(SettlementView(setl_id, row["person_key"], facts, view_lines, lag), lag)
 
 
-@get("/funds/flows", summary="Money paid by area, fund and month (reversals negative)")
+@get("/funds/flows", responses=errors(400, 503),
+     summary="Money paid by area, fund and month (reversals negative)")
 async def fund_flows(deps: Any, area: str | None = None,
                      from_: str | None = Parameter(query="from", default=None, description="first month, YYYY-MM"),
                      to: str | None = Parameter(default=None, description="last month, YYYY-MM"),
@@ -143,7 +146,8 @@ async def fund_flows(deps: Any, area: str | None = None,
 _WARNING_STATES = ("active", "withdrawn", "all")
 
 
-@get("/warnings", summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
+@get("/warnings", responses=errors(400, 503),
+     summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
      description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
                  "`withdrawn` lists only those, `all` both.")
 async def warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,

@@ -19,6 +19,7 @@ from litestar.params import Parameter
 from events.results import RESULT_ENCODER
 from services.api.read_common import (EXCEPTION_HANDLERS, ApiError, check_limit, db_of, lag_of, not_found,
                                       with_lag)
+from services.api.responses import errors
 
 
 class Redrive(msgspec.Struct):
@@ -76,7 +77,8 @@ def _view(r: Any) -> DeadLetterView:
                           _state(redrives), redrives)
 
 
-@get("/", summary="Messages the ledger could not decide, with their redrive state")
+@get("/", responses=errors(400, 503),
+     summary="Messages the ledger could not decide, with their redrive state")
 async def list_dead_letters(deps: Any, code: str | None = None,
                             wanted: str | None = Parameter(query="state", default=None,
                                                           description="pending, redriven or failed"),
@@ -97,7 +99,8 @@ async def list_dead_letters(deps: Any, code: str | None = None,
     return with_lag(DeadLettersPage(views, more, lag), lag)
 
 
-@post("/{dead_letter_id:str}/redrive", status_code=200, opt={"roles": ("admin",)},
+@post("/{dead_letter_id:str}/redrive", responses=errors(400, 404, 503),
+      status_code=200, opt={"roles": ("admin",)},
       summary="Submit a dead letter's raw bytes again through the decision path; the outcome is recorded")
 async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
     db = db_of(deps)

@@ -7,6 +7,7 @@ from litestar import Router, get
 from litestar.params import Parameter
 
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad
+from services.api.responses import errors
 from services.audit.digest import ChainBroken, Digest, issue
 from services.runtime.signing import PublicKeyView, SigningKey, signing_key
 from services.runtime.stream import STREAM
@@ -23,7 +24,8 @@ def _key(deps: Any) -> SigningKey:
     return key
 
 
-@get("/digest", summary="The stream's signed digest up to a sequence (default: its last)",
+@get("/digest", responses=errors(400, 409, 503),
+     summary="The stream's signed digest up to a sequence (default: its last)",
      description="One hash over every subject's head as of `upto`, signed with the ledger's Ed25519 key; keep it "
                  "elsewhere and check it later with `ledger verify --digest FILE`. Reads the whole stream up to "
                  "`upto`. 409 when a person's chain is broken there.")
@@ -40,7 +42,8 @@ async def digest(deps: Any, upto: int | None = Parameter(default=None, ge=1, des
         raise bad(str(exc)) from None
 
 
-@get("/digest/key", summary="The public key that verifies the ledger's digests", sync_to_thread=False)
+@get("/digest/key", responses=errors(400, 503),
+     summary="The public key that verifies the ledger's digests", sync_to_thread=False)
 def digest_key(deps: Any) -> PublicKeyView:
     return _key(deps).view()
 

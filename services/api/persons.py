@@ -14,6 +14,7 @@ from litestar import Response, Router, get
 from events.ledger import Event
 from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
+from services.api.responses import errors
 from services.policy.critical_illness import terms_for
 from services.policy.pack import PackSet
 
@@ -123,7 +124,8 @@ def _split(row: Any, kind: str) -> Split:
                  row[f"{kind}_hosp"], row[f"{kind}_psn"])
 
 
-@get("/{psn_no:str}/years/{year:int}", summary="A person's year: cap, 大病 deductible progress, totals")
+@get("/{psn_no:str}/years/{year:int}", responses=errors(400, 404, 503),
+     summary="A person's year: cap, 大病 deductible progress, totals")
 async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearView]:
     if not 1900 <= year <= 2200:
         raise bad(f"year {year} is out of range")
@@ -146,7 +148,8 @@ async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearV
     return with_lag(view, lag)
 
 
-@get("/{psn_no:str}/events", summary="A person's audit trail: every event with its hashes and payload")
+@get("/{psn_no:str}/events", responses=errors(400, 404, 503),
+     summary="A person's audit trail: every event with its hashes and payload")
 async def person_events(psn_no: str, deps: Any, year: int | None = None, type: str | None = None,
                         limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     check_limit(limit)

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response, Router, get, post
 
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
+from services.api.responses import errors
 from services.audit.job import AuditRequest, expire_abandoned, start_audit
 from services.policy.pack import PackError
 from services.runtime.stream import STREAM
@@ -62,7 +63,8 @@ def _stream(deps: Any) -> str:
     return getattr(deps, "extras", {}).get("stream", STREAM)
 
 
-@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
+@post("/audits", responses=errors(400, 503),
+      status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
       description="`pack_dir` and `what_if_dir` name pack sets in the server's pack archive (LEDGER_PACK_ARCHIVE), "
                   "not paths.")
 async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
@@ -94,12 +96,14 @@ async def _audit(deps: Any, job_id: str) -> AuditView:
                      row["started_at"], row["finished_at"])
 
 
-@get("/audits/{audit_id:str}", summary="An audit's status, progress, totals and differences")
+@get("/audits/{audit_id:str}", responses=errors(400, 404, 503),
+     summary="An audit's status, progress, totals and differences")
 async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await _audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain from the stream (or one person's); the first break",
+@get("/verify", responses=errors(400, 404, 503),
+     summary="Recompute every person's hash chain from the stream (or one person's); the first break",
      description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
                  "minutes (then prefer `ledger verify`).")
 async def verify(deps: Any, psn_no: str | None = None) -> Any:
@@ -126,7 +130,8 @@ def _rebuild(r: Any) -> RebuildView | None:
                        r["error"])
 
 
-@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress")
+@get("/projections", responses=errors(400, 503),
+     summary="Each projection's checkpoint, lag, owner and rebuild progress")
 async def projections(deps: Any) -> Response[list[ProjectionView]]:
     rows = await db_of(deps).fetch(
         "SELECT c.*, r.status, r.seq AS r_seq, r.target_seq, r.started_at, r.updated_at AS r_updated_at, "

@@ -65,7 +65,8 @@ def _wait_for_ready(proc: subprocess.Popen, timeout: float) -> re.Match:
     reader.join(timeout)
     if not found:
         proc.kill()
-        raise TimeoutError(f"ledger run did not become ready in {timeout}s")
+        proc.wait(10)
+        raise TimeoutError(f"ledger run did not become ready in {timeout}s (exit {proc.returncode})")
     return found[0]
 
 
@@ -106,7 +107,10 @@ def start_ledger_app(data_dir: Path, timeout: float = 120.0) -> LedgerApp:
     with open(stderr, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=err)
-    ready = _wait_for_ready(proc, timeout)
+    try:
+        ready = _wait_for_ready(proc, timeout)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}: {stderr.read_text(errors='replace')[-3000:]}") from None
     app = LedgerApp(ready.group(1).decode(), ready.group(2).decode(), tokens, data_dir, stderr, proc)
     try:
         _seed(app)

@@ -1,0 +1,76 @@
+"""schemathesis against a real `ledger run`: every operation of its OpenAPI document with each role's token.
+
+No answer may be a 5xx, and every answer must be one the document declares, with the declared content
+type, headers and schema. A few examples per operation and role in `make test`; `make fuzz` sets
+LEDGER_FUZZ_EXAMPLES and LEDGER_FUZZ_SECONDS for a long run (every test stops generating once the
+shared time budget is spent, so the run ends by itself).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
+                                               response_schema_conformance, status_code_conformance)
+
+from ledger_app import LedgerApp, ledger_app  # noqa: F401  (the fixture)
+from services.api.app import ApiDeps, create_app
+from services.api.supervision import read_routers
+
+EXAMPLES = int(os.environ.get("LEDGER_FUZZ_EXAMPLES", "4"))
+BUDGET = float(os.environ.get("LEDGER_FUZZ_SECONDS", "45"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+ROLES = ("platform", "supervisor", "admin")
+_STARTED: list[float] = []
+
+
+@functools.cache
+def _document() -> dict:
+    """The OpenAPI document `ledger run` serves (the same app; checked against the served one below)."""
+    return create_app(ApiDeps(submit=None, tokens={}), routers=read_routers()).openapi_schema.to_schema()
+
+
+@functools.cache
+def _schema():
+    return schemathesis.openapi.from_dict(_document())
+
+
+def _operations() -> list[tuple[str, str]]:
+    return sorted((method.upper(), path) for path, ops in _document()["paths"].items() for method in ops)
+
+
+def test_the_served_document_is_the_one_fuzzed(ledger_app: LedgerApp) -> None:  # noqa: F811
+    served = httpx.get(f"{ledger_app.url}/schema/openapi.json", timeout=10).json()
+    assert served == _document()
+    assert len(_operations()) >= 16
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("method,path", _operations())
+def test_fuzz_operation(ledger_app: LedgerApp, method: str, path: str, role: str) -> None:  # noqa: F811
+    if not _STARTED:
+        _STARTED.append(time.monotonic())
+    operation = _schema()[path][method]
+    auth = ledger_app.auth(role)
+    calls = []
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 10,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy())
+    def fuzz(case) -> None:
+        if time.monotonic() - _STARTED[0] > BUDGET:
+            return                                   # the run's time is spent: the rest are not sent
+        response = case.call(base_url=ledger_app.url, headers=auth, timeout=60)
+        calls.append(response.status_code)
+        case.validate_response(response, checks=CHECKS)
+
+    fuzz()
+    assert calls or time.monotonic() - _STARTED[0] > BUDGET
+    assert ledger_app.proc.poll() is None, ledger_app.log()[-3000:]
