@@ -3,6 +3,8 @@ that its chain still verifies, and the digest a supervisor kept names that perso
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from events import ledger as ev
 from events.chain import seal
@@ -124,6 +127,15 @@ async def test_ledger_digest_and_verify_digest_on_the_command_line(fresh_nats_ur
 
     code, out, err = await _ledger(env, "verify", "--digest", str(kept), "--public-key", str(public), "--json")
     assert code == 0 and json.loads(out)["ok"], err
+
+    # A supervisor's own check, from ADR 0011 alone (no code of the ledger's): the digest over the heads,
+    # and the Ed25519 signature over the signed text.
+    body, pem = json.loads(kept.read_bytes()), json.loads(public.read_bytes())["pem"]
+    lines = "".join(f"{h['subject']} {h['seq']} {h['head']}\n" for h in body["heads"])
+    assert hashlib.sha256(lines.encode()).hexdigest() == body["digest"]
+    text = "claims-ledger digest v1\n" + "".join(f"{k}={'' if body[k] is None else body[k]}\n" for k in (
+        "stream", "stream_created", "upto", "subjects", "algorithm", "digest", "key_id", "issued_at"))
+    load_pem_public_key(pem.encode()).verify(base64.b64decode(body["signature"]), text.encode())   # raises if not
 
     forged = tmp_path / "forged-signature.json"           # a digest whose signature is not the ledger's
     body = json.loads(kept.read_bytes())

@@ -21,6 +21,7 @@ from services.runtime.stream import STREAM
 HOLDS_PSN_NO = {
     ("ledger_event", "payload"),     # the audit trail: the events as stored, which name the person
     ("dead_letter", "raw"),          # the bytes as received, kept to re-drive them
+    ("dead_letter_redrive", "results"),   # a re-drive's results, which carry psn_no by contract
 }
 
 _KEY_COLUMNS = """
