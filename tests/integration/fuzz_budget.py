@@ -1,6 +1,6 @@
-"""A fuzz run's time, shared by its tests, so `make fuzz` ends by itself without losing what it found.
+"""A fuzz test's time, so `make fuzz` ends by itself without losing what it found.
 
-Once the time is spent, each test is skipped at its next example (saying how many passed), but never
+Once its time is spent, a test is skipped at its next example (saying how many passed), but never
 while it is reproducing a failure: a failure found in time is reported, not skipped. The long run
 turns shrinking off, so reporting one takes a single replay.
 """
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from hypothesis import Phase
+from hypothesis.errors import HypothesisException
 
 LONG = "LEDGER_FUZZ_SECONDS" in os.environ        # `make fuzz`; `make test` runs the short defaults
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate) if LONG else tuple(Phase)
@@ -42,7 +43,9 @@ class Budget:
             self._stop_if_spent(state)
             try:
                 out = body(*args, **kwargs)
-            except BaseException:
+            except HypothesisException:     # hypothesis's own signals (e.g. an overrun draw) are not failures
+                raise
+            except Exception:
                 state["failed"] = True
                 raise
             state["passed"] += 1
@@ -58,7 +61,9 @@ class Budget:
             self._stop_if_spent(state)
             try:
                 out = await body(*args, **kwargs)
-            except BaseException:
+            except HypothesisException:     # hypothesis's own signals (e.g. an overrun draw) are not failures
+                raise
+            except Exception:
                 state["failed"] = True
                 raise
             state["passed"] += 1
