@@ -121,7 +121,8 @@ async def check(js: Any, digest: Digest, public: Ed25519PublicKey, *, stream: st
     diffs = differences(digest.heads, found)
     if diffs:
         problems.append(f"{len(diffs)} subject(s) differ from the digest; the first: {_name(diffs[0])}")
-    recreated = digest.stream_created is not None and found.created is not None and found.created != digest.stream_created
+    then, now = digest.stream_created, found.created
+    recreated = then is not None and now is not None and now != then
     return DigestCheck(ok=not problems, signature_ok=signature_ok, heads_ok=heads_ok, stream=found.stream,
                        upto=digest.upto, stream_last_seq=found.last_seq, stream_created_then=digest.stream_created,
                        stream_created_now=found.created, recreated=recreated, subjects=digest.subjects,

@@ -1,16 +1,16 @@
 """A fuzz test's time, so `make fuzz` ends by itself without losing what it found.
 
 Once its time is spent, a test is skipped at its next example (saying how many passed), but never
-while it is reproducing a failure: a failure found in time is reported, not skipped. The long run
-turns shrinking off, so reporting one takes a single replay.
+while it is reproducing a failure: a failure found in time is reported, not skipped. The check runs
+after the example's draws (hypothesis takes a test that stops drawing early for a flaky strategy).
+The long run turns shrinking off, so reporting a failure takes a single replay.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import Phase
@@ -24,48 +24,21 @@ class Budget:
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.started: float | None = None
+        self.passed = 0
+        self.failed = False
 
-    def spent(self) -> bool:
+    @contextlib.contextmanager
+    def example(self) -> Iterator[None]:
+        """Around one example's calls and checks, after its draws."""
         if self.started is None:
             self.started = time.monotonic()
-        return time.monotonic() - self.started > self.seconds
-
-    def _stop_if_spent(self, state: dict) -> None:
-        if not state["failed"] and self.spent():
-            pytest.skip(f"the fuzz run's {self.seconds:.0f}s are spent; {state['passed']} examples passed")
-
-    def guard(self, body: Callable[..., Any]) -> Callable[..., Any]:
-        """`body` as a hypothesis test body that stops the test once the budget is spent."""
-        state = {"passed": 0, "failed": False}
-
-        @wraps(body)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            self._stop_if_spent(state)
-            try:
-                out = body(*args, **kwargs)
-            except HypothesisException:     # hypothesis's own signals (e.g. an overrun draw) are not failures
-                raise
-            except Exception:
-                state["failed"] = True
-                raise
-            state["passed"] += 1
-            return out
-        return run
-
-    def guard_async(self, body: Callable[..., Any]) -> Callable[..., Any]:
-        """`guard` for a coroutine test body."""
-        state = {"passed": 0, "failed": False}
-
-        @wraps(body)
-        async def run(*args: Any, **kwargs: Any) -> Any:
-            self._stop_if_spent(state)
-            try:
-                out = await body(*args, **kwargs)
-            except HypothesisException:     # hypothesis's own signals (e.g. an overrun draw) are not failures
-                raise
-            except Exception:
-                state["failed"] = True
-                raise
-            state["passed"] += 1
-            return out
-        return run
+        if not self.failed and time.monotonic() - self.started > self.seconds:
+            pytest.skip(f"the fuzz test's {self.seconds:.0f}s are spent; {self.passed} examples passed")
+        try:
+            yield
+        except HypothesisException:          # hypothesis's own signals (e.g. an overrun draw) are not failures
+            raise
+        except Exception:
+            self.failed = True
+            raise
+        self.passed += 1

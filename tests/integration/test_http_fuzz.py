@@ -57,15 +57,16 @@ def test_fuzz_operation(ledger_app: LedgerApp, method: str, path: str, role: str
     operation = _schema()[path][method]
     auth = ledger_app.auth(role)
     calls = []
+    budget = Budget(BUDGET / (len(_operations()) * len(ROLES)))       # each test its share of the run's time
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 10, phases=PHASES,
               report_multiple_bugs=False, suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
-    @Budget(BUDGET / (len(_operations()) * len(ROLES))).guard        # each test its share of the run's time
     def fuzz(case) -> None:
-        response = case.call(base_url=ledger_app.url, headers=auth, timeout=60)
-        calls.append(response.status_code)
-        case.validate_response(response, checks=CHECKS)
+        with budget.example():
+            response = case.call(base_url=ledger_app.url, headers=auth, timeout=60)
+            calls.append(response.status_code)
+            case.validate_response(response, checks=CHECKS)
 
     fuzz()
     assert calls

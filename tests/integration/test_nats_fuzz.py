@@ -88,23 +88,24 @@ async def _answer(env: FuzzEnv, transport: str, msg_type: str, raw: bytes) -> tu
 @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=PHASES, report_multiple_bugs=False,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-@_BUDGET.guard_async
 async def test_fuzzed_messages_are_rejected_dead_lettered_and_answered(fuzz_env: FuzzEnv, data) -> None:
     msg_type = data.draw(st.sampled_from(MSG_TYPES + UNKNOWN), label="subject")
     transport = data.draw(st.sampled_from(("rpc", "feed")), label="transport")
     raw = data.draw(_payloads(msg_type), label="raw")
-    before = await last_subject_sequence(fuzz_env.js, REJECTED)
-    subject, result = await _answer(fuzz_env, transport, msg_type, raw)
-    assert result.get("result") != "error", result                    # decided, not "unavailable"
-    letters = [e for m in await read_subject(fuzz_env.js, REJECTED, after_seq=before)
-               for e in ev.COMMIT_DECODER.decode(m.data).events if isinstance(e, ev.MessageRejected)]
-    if result["result"] == "rejected":
-        fuzz_env.seen["rejected"] += 1
-        assert result["reason"]["code"] in codes.ALL and result["reason"]["message"]
-        assert [(e.raw, e.source, e.code) for e in letters] == [(raw, f"nats:{subject}", result["reason"]["code"])]
-    else:                                                             # a valid message by chance: decided
-        fuzz_env.seen["accepted"] += 1
-        assert letters == []
+    with _BUDGET.example():
+        before = await last_subject_sequence(fuzz_env.js, REJECTED)
+        subject, result = await _answer(fuzz_env, transport, msg_type, raw)
+        assert result.get("result") != "error", result                    # decided, not "unavailable"
+        letters = [e for m in await read_subject(fuzz_env.js, REJECTED, after_seq=before)
+                   for e in ev.COMMIT_DECODER.decode(m.data).events if isinstance(e, ev.MessageRejected)]
+        if result["result"] == "rejected":
+            fuzz_env.seen["rejected"] += 1
+            assert result["reason"]["code"] in codes.ALL and result["reason"]["message"]
+            code = result["reason"]["code"]
+            assert [(e.raw, e.source, e.code) for e in letters] == [(raw, f"nats:{subject}", code)]
+        else:                                                             # a valid message by chance: decided
+            fuzz_env.seen["accepted"] += 1
+            assert letters == []
 
 
 async def test_the_ledger_still_decides_after_the_fuzzing(fuzz_env: FuzzEnv) -> None:
