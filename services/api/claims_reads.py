@@ -10,8 +10,8 @@ import msgspec
 from litestar import Response, Router, get
 from litestar.params import Parameter
 
-from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, lag_of, not_found, parse_cursor,
-                                      with_lag)
+from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, lag_of, not_found,
+                                      parse_cursor, with_lag)
 from services.api.responses import errors
 
 _CHECKPOINT = "SELECT seq FROM projection_checkpoint WHERE projection = 'claims'"
@@ -150,8 +150,8 @@ _WARNING_STATES = ("active", "withdrawn", "all")
      summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
      description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
                  "`withdrawn` lists only those, `all` both.")
-async def warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
-                   standing: str = Parameter(query="state", default="active"),
+async def warnings(deps: Any, area: str | None = None, year: int | None = Parameter(default=None, **YEAR),
+                   code: str | None = None, standing: str = Parameter(query="state", default="active"),
                    limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
     check_limit(limit)
     _area(area)

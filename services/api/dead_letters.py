@@ -18,7 +18,7 @@ from litestar.params import Parameter
 
 from events.results import RESULT_ENCODER
 from services.api.read_common import (EXCEPTION_HANDLERS, ApiError, check_limit, db_of, lag_of, not_found,
-                                      with_lag)
+                                      parse_seq_cursor, with_lag)
 from services.api.responses import errors
 
 
@@ -84,12 +84,11 @@ async def list_dead_letters(deps: Any, code: str | None = None,
                                                           description="pending, redriven or failed"),
                             limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
     check_limit(limit)
-    if cursor is not None and not cursor.isdigit():
-        raise ApiError(400, "invalid_parameter", "cursor is not one this API gave")
+    after = parse_seq_cursor(cursor)
     if wanted not in (None, "pending", "redriven", "failed"):
         raise ApiError(400, "invalid_parameter", "state must be pending, redriven or failed")
     async with db_of(deps).acquire() as conn:
-        rows = await conn.fetch(_LIST, code, int(cursor or 0), limit + 1)
+        rows = await conn.fetch(_LIST, code, after, limit + 1)
         checkpoint = await conn.fetchval("SELECT seq FROM projection_checkpoint WHERE projection = 'dead_letters'")
     views = [_view(r) for r in rows[:limit]]
     more = str(views[-1].seq) if len(rows) > limit and views else None

@@ -10,9 +10,10 @@ from typing import Any
 
 import msgspec
 from litestar import Response, Router, get
+from litestar.params import Parameter
 
 from events.ledger import Event
-from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, key_of, lag_of, not_found,
+from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
 from services.api.responses import errors
 from services.policy.critical_illness import terms_for
@@ -150,8 +151,8 @@ async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearV
 
 @get("/{psn_no:str}/events", responses=errors(400, 404, 503),
      summary="A person's audit trail: every event with its hashes and payload")
-async def person_events(psn_no: str, deps: Any, year: int | None = None, type: str | None = None,
-                        limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
+async def person_events(psn_no: str, deps: Any, year: int | None = Parameter(default=None, **YEAR),
+                        type: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     check_limit(limit)
     if type is not None and type not in EVENT_TYPES:
         raise bad(f"type is not an event type; known: {sorted(EVENT_TYPES)}")

@@ -18,6 +18,8 @@ from litestar.exceptions import ValidationException
 from services.runtime.stream import STREAM
 
 LAG_HEADER = "X-Projection-Lag"
+YEAR = {"ge": 1900, "le": 2200}          # Parameter bounds of a policy year (and of PostgreSQL's int4)
+_SEQ_MAX = 2**63 - 1
 LAG_TTL = 0.1
 MAX_LIMIT = 1000
 
@@ -105,6 +107,15 @@ def parse_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return (0, -1)
     seq, _, idx = cursor.partition(".")
-    if not (seq.isdigit() and idx.isdigit()):
+    if not (seq.isdigit() and idx.isdigit() and int(seq) <= _SEQ_MAX and int(idx) < 2**31):
         raise bad("cursor is not one this API gave")
     return int(seq), int(idx)
+
+
+def parse_seq_cursor(cursor: str | None) -> int:
+    """Cursors that are one stream sequence."""
+    if cursor is None:
+        return 0
+    if not (cursor.isdigit() and int(cursor) <= _SEQ_MAX):
+        raise bad("cursor is not one this API gave")
+    return int(cursor)

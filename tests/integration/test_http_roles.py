@@ -176,3 +176,15 @@ def test_no_secret_or_psn_no_in_logs_metrics_or_error_bodies(ledger_app: LedgerA
         assert secret not in log, secret
         for body in bodies:
             assert secret not in body, (secret, body[:300])
+
+
+@pytest.mark.parametrize("path,params", [
+    (f"/v1/persons/{PSN}/events", {"year": "-2239683105244"}),          # found by schemathesis: a 500
+    ("/v1/warnings", {"year": "46902852365161250816"}),
+    (f"/v1/persons/{PSN}/events", {"cursor": "99999999999999999999.0"}),
+    ("/v1/warnings", {"cursor": "1.99999999999"}),
+    ("/v1/dead-letters", {"cursor": "99999999999999999999"}),
+])
+def test_numbers_past_the_database_types_are_400(ledger_app: LedgerApp, path: str, params: dict) -> None:  # noqa: F811
+    r = httpx.get(ledger_app.url + path, params=params, headers=ledger_app.auth("supervisor"), timeout=30)
+    assert r.status_code == 400 and r.json()["code"] == "invalid_parameter", r.text
