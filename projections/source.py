@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -46,6 +47,30 @@ class ReadFailed(RuntimeError):
 
 async def last_sequence(js: Any, stream: str = STREAM) -> int:
     return int((await js.stream_info(stream)).state.last_seq or 0)
+
+
+async def read_upto(js: Any, last: int, *, stream: str = STREAM, timeout: float = 5.0, held: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> AsyncIterator[list[Raw]]:
+    """Batches of every message from sequence 1 to `last`, in order: the one whole-stream pass that
+    `ledger verify` and the digests share. Sequences the stream no longer holds are passed over (`held`,
+    the stream's message count, says when all it holds has come). A stream that stops delivering before
+    then raises TimeoutError."""
+    if last <= 0:
+        return
+    read = 0
+    async with StreamReader(js, 1, stream=stream, allow_gaps=True) as reader:
+        seq = 0
+        while seq < last and (held is None or read < held):
+            batch = await reader.batch(timeout=timeout)
+            if not batch:
+                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
+            seq = batch[-1].seq
+            kept = batch if seq <= last else [raw for raw in batch if raw.seq <= last]
+            read += len(kept)
+            if kept:
+                yield kept
+            if progress is not None:
+                progress(min(seq, last), last)
 
 
 class StreamReader:

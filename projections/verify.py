@@ -24,7 +24,7 @@ import msgspec
 
 from events.chain import GENESIS, Unsealed, first_link_break, head_of, read_sealed
 from projections.decode import person_key_of
-from projections.source import StreamReader
+from projections.source import read_upto
 from services.integrity.findings import Finding
 from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
 
@@ -97,46 +97,47 @@ def with_integrity(report: VerifyReport, findings: list[Finding], acceptances: l
     return report
 
 
+class Chains:
+    """Every person subject's chain head as the stream is read in order, and each subject's first break
+    (after which the subject is left alone: every later link would be judged against a forged head).
+    Reference commits are checked for their seal only."""
+
+    def __init__(self, seal_key: bytes) -> None:
+        self.seal_key = seal_key
+        self.heads: dict[str, str] = {}
+        self.breaks: list[Break] = []
+        self.broken: set[str] = set()
+        self.events = 0
+
+    def add(self, subject: str, seq: int, data: bytes) -> None:
+        if subject in self.broken:
+            return
+        if person_key_of(subject) is None:
+            found = _seal_break(subject, seq, data, self.seal_key)
+            if found is not None:
+                self.breaks.append(found)
+            return
+        head, found, checked = check_commit(subject, seq, data, self.heads.get(subject, GENESIS), self.seal_key)
+        self.events += checked
+        self.heads[subject] = head
+        if found is not None:
+            self.broken.add(subject)
+            self.breaks.append(found)
+
+
 async def verify_stream(js: Any, *, seal_key: bytes, stream: str = STREAM, upto: int | None = None,
                         progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     started = time.perf_counter()
     state = (await js.stream_info(stream)).state
     last = upto if upto is not None else int(state.last_seq or 0)
-    held = int(state.messages or 0)          # fewer than `last` when sequences are gone
     report = VerifyReport(ok=True, last_seq=last)
-    heads: dict[str, str] = {}
-    broken: set[str] = set()
-    if last == 0:
-        return report
-    async with StreamReader(js, 1, stream=stream, allow_gaps=True) as reader:
-        seq = 0
-        while seq < last and report.messages < held:
-            batch = await reader.batch(timeout=5.0)
-            if not batch:
-                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
-            for raw in batch:
-                seq = raw.seq
-                if seq > last:
-                    break
-                report.messages += 1
-                if raw.subject in broken:
-                    continue
-                if person_key_of(raw.subject) is None:
-                    found = _seal_break(raw.subject, seq, raw.data, seal_key)
-                    if found is not None:
-                        report.breaks.append(found)
-                    continue
-                head, found, checked = check_commit(raw.subject, seq, raw.data, heads.get(raw.subject, GENESIS),
-                                                    seal_key)
-                report.events += checked
-                heads[raw.subject] = head
-                if found is not None:
-                    broken.add(raw.subject)
-                    report.breaks.append(found)
-            if progress is not None:
-                progress(min(seq, last), last)
-    report.persons = len(heads)
-    report.missing = last - report.messages
+    chains = Chains(seal_key)
+    async for batch in read_upto(js, last, stream=stream, held=int(state.messages or 0), progress=progress):
+        for raw in batch:
+            report.messages += 1
+            chains.add(raw.subject, raw.seq, raw.data)
+    report.persons, report.events, report.breaks = len(chains.heads), chains.events, chains.breaks
+    report.missing = last - report.messages          # sequences the stream no longer holds (LEDGER never deletes)
     return _concluded(report, started)
 
 

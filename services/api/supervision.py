@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response, Router, get, post
 
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
+from services.api.responses import errors
 from services.audit.job import AuditRequest, expire_abandoned, start_audit
 from services.policy.pack import PackError
 from services.runtime.stream import STREAM
@@ -62,7 +63,7 @@ def _stream(deps: Any) -> str:
     return getattr(deps, "extras", {}).get("stream", STREAM)
 
 
-@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
+@post("/audits", responses=errors(400, 503), status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
       description="`pack_dir` and `what_if_dir` name pack sets in the server's pack archive (LEDGER_PACK_ARCHIVE), "
                   "not paths.")
 async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
@@ -94,18 +95,18 @@ async def read_audit(deps: Any, job_id: str) -> AuditView:
     await expire_abandoned(db_of(deps), job_id)
     row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
     if row is None:
-        raise not_found(f"audit {job_id!r}")
+        raise not_found("this audit")
     return AuditView(row["id"], row["status"], msgspec.Raw(row["scope"]), row["done"], row["total"],
                      msgspec.Raw(row["totals"]), msgspec.Raw(row["differences"]), row["error"], row["created_at"],
                      row["started_at"], row["finished_at"])
 
 
-@get("/audits/{audit_id:str}", summary="An audit's status, progress, totals and differences")
+@get("/audits/{audit_id:str}", responses=errors(400, 404, 503), summary="An audit's status, progress, totals and differences")
 async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await read_audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain and check every seal from the stream (or one "
+@get("/verify", responses=errors(400, 404, 503), summary="Recompute every person's hash chain and check every seal from the stream (or one "
                          "person's); the first break, and what the stream lost against the read models",
      description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
                  "minutes (then prefer `ledger verify`). `findings` are what the read side finds the stream lost "
@@ -167,7 +168,7 @@ def _rebuild(r: Any) -> RebuildView | None:
                        r["error"])
 
 
-@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress",
+@get("/projections", responses=errors(400, 503), summary="Each projection's checkpoint, lag, owner and rebuild progress",
      description="`lag` is the stream's last sequence minus the checkpoint: negative when the stream ends before "
                  "what was projected (it lost messages: see `GET /v1/verify`).")
 async def projections(deps: Any) -> Response[list[ProjectionView]]:
@@ -195,6 +196,8 @@ def read_routers() -> list[Router]:
     """Every router of the read side, for `create_app(deps, routers=read_routers())`."""
     from services.api.claims_reads import claims_router
     from services.api.dead_letters import dead_letters_router
+    from services.api.digest import digest_router
     from services.api.overview import overview_router
     from services.api.persons import persons_router
-    return [persons_router(), claims_router(), dead_letters_router(), supervision_router(), overview_router()]
+    return [persons_router(), claims_router(), dead_letters_router(), supervision_router(), overview_router(),
+            digest_router()]
