@@ -44,6 +44,7 @@ TABLE: dict[tuple[str, str], tuple[object, int]] = {
     ("GET", "/v1/audits/{audit_id:str}"): (SUP, 200),
     ("GET", "/v1/verify"): (SUP, 200),
     ("GET", "/v1/projections"): (SUP, 200),
+    ("GET", "/v1/overview"): (SUP, 200),
     ("GET", "/v1/digest"): (SUP, 200),
     ("GET", "/v1/digest/key"): (SUP, 200),
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from ledger_support import Collector, running_ledger
+from ledger_support import SEAL_SECRET, Collector, running_ledger
 from readside_helpers import project_until
 from services.adjudicator import samples as s
 from services.adjudicator.service import peek
@@ -22,6 +22,7 @@ HOLDS_PSN_NO = {
     ("ledger_event", "payload"),     # the audit trail: the events as stored, which name the person
     ("dead_letter", "raw"),          # the bytes as received, kept to re-drive them
     ("dead_letter_redrive", "results"),   # a re-drive's results, which carry psn_no by contract
+    ("ledger_commit", "results"),    # each commit's results as stored, so `ledger restore` puts it back whole
 }
 
 _KEY_COLUMNS = """
@@ -31,22 +32,23 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey)
 WHERE n.nspname = 'public'"""
 
 
-async def test_no_psn_no_in_keys_subjects_or_metric_labels(env, tmp_path) -> None:
+async def test_no_psn_no_in_keys_subjects_or_metric_labels(env, fresh_platform_nc, tmp_path) -> None:
     lines = s.mixed_feed(persons=8, settlements=40, prefix="PIIFEED")
     persons = {p for p in (peek(line)[1] for line in lines) if p and len(p) >= 8}
     assert len(persons) >= 8
     async with running_ledger(env.nats_url, tmp_path) as ledger:
-        out = await Collector().start(env.nc)
+        out = await Collector().start(fresh_platform_nc)          # results, as the platform reads them
         for i, line in enumerate(lines):
             msg_type = peek(line)[0] or ""
             token = msg_type if re.fullmatch(r"[a-z_]+", msg_type) else "unknown"
-            await env.js.publish(f"platform.in.{token}", line, headers={"Nats-Msg-Id": f"pii-{i}"})
+            await fresh_platform_nc.jetstream().publish(f"platform.in.{token}", line,
+                                                        headers={"Nats-Msg-Id": f"pii-{i}"})
         await out.wait_for(lambda msgs: {m.headers.get("Ledger-Msg-Id") for m in msgs} >= {
             f"pii-{i}" for i in range(len(lines))}, timeout=90)
         metrics = ledger.metrics.render().decode()
         one = sorted(persons)[0]
         last = (await env.js.stream_info(STREAM)).state.last_seq
-        await project_until(env.dsn, env.pool, env.js, last)
+        await project_until(env.dsn, env.pool, env.js, last, seal_key=SEAL_SECRET.encode())
         job_id = await start_audit(env.pool, env.js, ledger.person_key, AuditRequest(psn_no=one))
         for _ in range(200):
             if await env.pool.fetchval("SELECT status FROM audit_job WHERE id = $1", job_id) in ("done", "failed"):
