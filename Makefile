@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: install run test test-unit test-integration fuzz bench replay-examples clean browser
 
@@ -11,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -47,7 +52,7 @@ fuzz: $(STAMP)
 	  timeout --signal=INT --kill-after=30 600 $(BIN)/pytest -q -p no:cacheprovider -rs \
 	  tests/integration/test_http_fuzz.py tests/integration/test_nats_fuzz.py
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 replay-examples: $(STAMP)
