@@ -34,8 +34,10 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from benchmarks.read_latency import RATE, pct, reads
+from benchmarks.procstat import children, cpu_seconds, peak_rss_mb, tree_cpu_seconds
 from benchmarks.report import Row
-from events.ledger import COMMIT_ENCODER
+from events.chain import encode_sealed, seal_stored
+from events.ledger import COMMIT_DECODER, COMMIT_ENCODER
 from projections.sample import decided, subject_of, traffic
 from projections.catalog import select
 from projections.lean_rows import Rows
@@ -49,6 +51,7 @@ from services.runtime.stream import ensure_ledger_stream
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-projections-person-key-secret-01"
+SEAL_SECRET = "bench-projections-seal-secret-0001"
 BASE_PERSONS = 2000
 MARK = b"Z@"          # in every person id of the template; replaced per clone
 
@@ -57,6 +60,14 @@ async def _template() -> list[tuple[str | None, bytes, int, str]]:
     store = await decided(traffic(BASE_PERSONS, seed=1, prefix="Z@", bad_every=100))
     return [(p, COMMIT_ENCODER.encode(c), len(c.events), subject_of(None, c, b"") if p is None else "")
             for p, c in store.commits]
+
+
+def _sealed(subject: str, data: bytes, heads: dict[str, str]) -> bytes:
+    """A cloned commit as the ledger would have written it: its events hashed again onto the clone's chain
+    (the clone's person ids changed their bytes), sealed for `subject` (ADR 0010)."""
+    commit = COMMIT_DECODER.decode(data)
+    events, stored, heads[subject] = seal_stored(commit.events, heads.get(subject, ""))
+    return encode_sealed(SEAL_SECRET.encode(), subject, msgspec.structs.replace(commit, events=events), stored)
 
 
 async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, int, list[str]]:
@@ -69,6 +80,7 @@ async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, in
     while events < events_wanted:
         tag = f"{clone:02d}".encode()
         keys: dict[str, str] = {}
+        heads: dict[str, str] = {}
         for psn, data, n, ref_subject in template:
             if psn is None:
                 if clone:
@@ -80,7 +92,8 @@ async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, in
                 subject = f"ledger.person.{key}"
                 if len(persons) < 2000 and b"hospital_stay_settled" in data:
                     persons.append(name)
-            pending.append(await js.publish_async(subject, data.replace(MARK, b"Z" + tag)))
+            sealed = _sealed(subject, data.replace(MARK, b"Z" + tag), heads if psn is not None else {})
+            pending.append(await js.publish_async(subject, sealed))
             messages += 1
             events += n
             if len(pending) >= 3000:
@@ -133,7 +146,7 @@ def _fold_alone(batches: list) -> float:
     states = {p.name: p.new_state() for p in projections}
     started = time.process_time()
     for raws in batches:
-        msgs = decode_batch(raws)
+        msgs = decode_batch(raws, SEAL_SECRET.encode())
         for p in projections:
             for m in msgs:
                 p.fold(states[p.name], m)
@@ -143,12 +156,12 @@ def _fold_alone(batches: list) -> float:
 def _lean_alone(batches: list) -> float:
     """The same for a rebuild's lean path (one share of everything): decode only what each projection
     needs and make its COPY lines and merged upserts, in memory (msg/s of CPU time)."""
-    fold = ShareFold([p.name for p in select(None)], Share(0, 1, 1, 10**12), 10**12)
+    fold = ShareFold([p.name for p in select(None)], Share(0, 1, 1, 10**12), 10**12, SEAL_SECRET.encode())
     started = time.process_time()
     for raws in batches:
-        decoded, _ = fold.decode(raws)
+        msgs, escapes = fold.decode(raws)
         rows = Rows()
-        fold.fold(decoded, (rows, [], []))
+        fold.fold(asyncio.run(fold.heads.screen(None, msgs)), escapes, (rows, [], [], [], []))
         for _table, _add, _put, merged in rows.merged():
             [csv_line(r) for r in merged]
     return sum(map(len, batches)) / (time.process_time() - started)
@@ -165,9 +178,9 @@ def _rebuild(env: dict[str, str], workers: int) -> tuple[dict, dict[str, float],
                                  "--workers", str(workers)], env=env, cwd=REPO, stdout=out, stderr=err)
         peaks: dict[str, float] = {"own": 0.0, "workers": 0.0}
         while True:
-            peaks["own"] = max(peaks["own"], _peak_rss(proc.pid))
-            for child in _children(proc.pid):
-                peaks["workers"] = max(peaks["workers"], _peak_rss(child))
+            peaks["own"] = max(peaks["own"], peak_rss_mb(proc.pid))
+            for child in children(proc.pid):
+                peaks["workers"] = max(peaks["workers"], peak_rss_mb(child))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -178,54 +191,6 @@ def _rebuild(env: dict[str, str], workers: int) -> tuple[dict, dict[str, float],
         if proc.returncode:
             raise RuntimeError(f"ledger rebuild failed ({proc.returncode}): {err.read().decode()[-3000:]}")
         return msgspec.json.decode(out.read()), peaks, usage.ru_utime + usage.ru_stime
-
-
-def _peak_rss(pid: int) -> float:
-    """VmHWM of a running process in MB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(entry.name))
-            except OSError:
-                continue
-    return out
-
-
-def _cpu_seconds(pid: int | None, children: bool = False) -> float:
-    """User + system CPU seconds of a process (with `children`: also of its children, running or reaped),
-    from /proc: PostgreSQL works in backends, and on this shared machine wall time says little alone."""
-    if pid is None:
-        return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def stat(p: int | str) -> list[str] | None:
-        try:
-            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-
-    mine = stat(pid)
-    if mine is None:
-        return 0.0
-    total = sum(map(int, mine[11:15 if children else 13]))
-    if children:
-        for entry in Path("/proc").iterdir():
-            fields = stat(entry.name) if entry.name.isdigit() else None
-            if fields and int(fields[1]) == pid:
-                total += sum(map(int, fields[11:15]))
-    return total / tick
 
 
 def _postmaster(tmp: str) -> int | None:
@@ -260,18 +225,19 @@ async def run(args: Any) -> list[Row]:
             alone, lean = _fold_alone(kept), _lean_alone(kept)
             del kept
             env = {**os.environ, "NATS_URL": nats_server.url, "DATABASE_URL": pg.url,
-                   "LEDGER_PERSON_KEY_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+                   "LEDGER_PERSON_KEY_SECRET": SECRET, "LEDGER_SEAL_SECRET": SEAL_SECRET,
+                   "PYTHONPATH": str(REPO)}
             postmaster, server = _postmaster(tmp), nats_server.process.pid
             for workers in (1, 2):
-                before = time.process_time(), _cpu_seconds(server)
+                before = time.process_time(), cpu_seconds(server)
                 raw = await _raw_read(js, last)
                 raw_cpu = {"reader_us": (time.process_time() - before[0]) / last * 1e6,
-                           "nats_us": (_cpu_seconds(server) - before[1]) / last * 1e6}
+                           "nats_us": (cpu_seconds(server) - before[1]) / last * 1e6}
                 t0 = time.perf_counter()
-                before = _cpu_seconds(postmaster, children=True), _cpu_seconds(server)
+                before = (tree_cpu_seconds(postmaster) if postmaster else 0.0), cpu_seconds(server)
                 summary, rss, cpu = _rebuild(env, workers)
-                cpus = {"postgres_us_per_message": round((_cpu_seconds(postmaster, True) - before[0]) / last * 1e6, 1),
-                        "nats_us_per_message": round((_cpu_seconds(server) - before[1]) / last * 1e6, 1),
+                cpus = {"postgres_us_per_message": round(((tree_cpu_seconds(postmaster) if postmaster else 0.0) - before[0]) / last * 1e6, 1),
+                        "nats_us_per_message": round((cpu_seconds(server) - before[1]) / last * 1e6, 1),
                         "raw_read_cpu_us_per_message": {k: round(v, 1) for k, v in raw_cpu.items()},
                         "load_average": os.getloadavg()[0]}
                 rebuilds[workers] = (raw, summary, rss, cpu, time.perf_counter() - t0, cpus)

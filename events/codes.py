@@ -16,6 +16,7 @@ SETL_ID_CONFLICT = "setl_id_conflict"        # the setl_id was decided for anoth
 GRANT_ID_CONFLICT = "grant_id_conflict"      # the grant_id was decided for another person
 MISSING_PARAMETER = "missing_parameter"      # a rule needs a yearly figure the pack lacks (policy.md §12)
 POISON_MESSAGE = "poison_message"            # crashed the adjudicator on every try
+MESSAGE_TOO_LARGE = "message_too_large"      # the message, or the commit deciding it, is over NATS max_payload
 
 # Not a rejection: the message was not decided at all (NATS or PostgreSQL down); send it again.
 UNAVAILABLE = "unavailable"

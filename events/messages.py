@@ -12,11 +12,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from events.limits import MAX_TEXT_CHARS
+
 MedType = Literal["21", "14", "11"]          # inpatient / chronic-special outpatient / ordinary outpatient
 InsuType = Literal["390", "310"]             # residents / employees
 OocClass = Literal["I", "II_city", "II_county_III"]
 ChronicMgmt = Literal["inpatient_managed", "quota"]
 PolicyYear = Annotated[int, msgspec.Meta(ge=2000, le=2100)]   # a typo like 20222 is refused, not decided
+# Codes, names and numbers of the platform are a few dozen characters. Bounding every text keeps what a decision
+# echoes bounded too: a late status re-decides (and echoes the setl_id of) every stay it covers, all in one commit,
+# which must fit NATS max_payload (ADR 0003 "Hostile input").
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_CHARS)]
 
 INPATIENT: MedType = "21"
 CHRONIC_SPECIAL: MedType = "14"
@@ -29,9 +35,9 @@ class Inbound(msgspec.Struct, frozen=True, tag_field="msg_type"):
 
 
 class Medins(Inbound, tag="medins"):
-    fixmedins_code: str
-    fixmedins_name: str
-    admdvs: str
+    fixmedins_code: Text
+    fixmedins_name: Text
+    admdvs: Text
     designated: bool
     in_province: bool
     ooc_class: OocClass | None = None
@@ -39,19 +45,19 @@ class Medins(Inbound, tag="medins"):
 
 
 class PsnIdentity(Inbound, tag="psn_identity"):
-    psn_no: str
-    admdvs: str
-    status: str
+    psn_no: Text
+    admdvs: Text
+    status: Text
     action: Literal["grant", "revoke"]
     begndate: dt.date
-    source_dept: str
-    doc_no: str
+    source_dept: Text
+    doc_no: Text
     enddate: dt.date | None = None
 
 
 class Enrolment(Inbound, tag="enrolment"):
-    psn_no: str
-    admdvs: str
+    psn_no: Text
+    admdvs: Text
     brdy: dt.date
     year: PolicyYear
     insutype: InsuType
@@ -61,17 +67,17 @@ class Enrolment(Inbound, tag="enrolment"):
 
 
 class Settlement(Inbound, tag="settlement"):
-    setl_id: str
-    mdtrt_id: str
-    psn_no: str
-    admdvs: str
+    setl_id: Text
+    mdtrt_id: Text
+    psn_no: Text
+    admdvs: Text
     insutype: InsuType
     med_type: MedType
-    fixmedins_code: str
+    fixmedins_code: Text
     begndate: dt.date
     enddate: dt.date
     setl_time: dt.datetime
-    dise_codg: str
+    dise_codg: Text
     medfee_sumamt: Decimal
     fulamt_ownpay_amt: Decimal
     inscp_scp_amt: Decimal
@@ -82,23 +88,23 @@ class Settlement(Inbound, tag="settlement"):
 
 
 class SettlementCancel(Inbound, tag="settlement_cancel"):
-    setl_id: str
-    psn_no: str
+    setl_id: Text
+    psn_no: Text
     cancel_time: dt.datetime
 
 
 class YearClose(Inbound, tag="year_close"):
-    admdvs: str
+    admdvs: Text
     year: PolicyYear
 
 
 class TiltedGrant(Inbound, tag="tilted_grant"):
-    grant_id: str
-    psn_no: str
-    admdvs: str
+    grant_id: Text
+    psn_no: Text
+    admdvs: Text
     year: PolicyYear
     amount: Decimal
-    approval_no: str
+    approval_no: Text
     approved_on: dt.date
 
 

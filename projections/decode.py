@@ -1,17 +1,20 @@
-"""Stream bytes → events, two ways: whole events (the live projector) or only the fields a rebuild needs.
+"""Stream bytes → `Message`, two ways: whole events (the live projector) or only the fields a rebuild needs.
 
-The commit is read with its events as raw JSON slices (results are skipped:
-read models are built from events only), so the audit trail stores exactly
-the bytes that were hashed-and-stored, and each event is decoded once.
+The commit is read with its events and results as raw JSON slices, so the audit trail stores
+exactly the bytes that were hashed, sealed and stored, each event is decoded once, and `ledger
+restore` can put the commit back as it was. A message the ledger did not seal for its subject
+raises `events.chain.Unsealed` (ADR 0010). Both ways go through `sealed_message`: the seal and
+each event's hash are checked alike, whichever structs the events are decoded into.
 
 `LeanDecoder` (rebuilds, ADR 0004): one struct per event type holding only the
-fields the selected projections name, derived from the catalogue itself, with
-money, dates and times left as the JSON strings they are stored as: PostgreSQL
-parses them from COPY text, so no Decimal or datetime is built for a column.
-Defaults are the catalogue's, so additive evolution decodes alike. Whatever the
-lean structs refuse (a replaced event type, a changed shape) goes through
-`events.upcast.decode_event`, the one decoder with upcasters, and is encoded
-again in today's shape: an old event projects the same either way.
+fields the selected projections name (and `hash`, `prev_hash`: the seal and chain checks), derived
+from the catalogue itself, with money, dates and times left as the JSON strings they
+are stored as: PostgreSQL parses them from COPY text, so no Decimal or datetime is
+built for a column. Defaults are the catalogue's, so additive evolution decodes alike.
+Whatever the lean structs refuse (a replaced event type, a changed shape), and every
+event whose type has an upcaster of its own tag, goes through
+`events.upcast.decode_event`, the one decoder with upcasters, and is encoded again in
+today's shape: an old event projects the same either way.
 """
 from __future__ import annotations
 
@@ -20,45 +23,45 @@ import functools
 import operator
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 
 import msgspec
 
+from events.chain import check_sealed, read_view
 from events.ledger import Event
-from events.upcast import decode_event
+from events.upcast import UPCASTERS, decode_event
 from projections.model import Message
 
 PERSON_PREFIX = "ledger.person."
 EVENT_TYPES: tuple[type, ...] = typing.get_args(Event)
 _AS_TEXT = (Decimal, dt.date, dt.datetime)      # sent to PostgreSQL as the stored string
-
-
-class _RawCommit(msgspec.Struct):
-    events: list[msgspec.Raw]
-
-
-_COMMIT = msgspec.json.Decoder(_RawCommit)
 _ENCODE = msgspec.json.Encoder().encode
+_ALWAYS = ("hash", "prev_hash")       # every lean event: the seal check and the chain screen (heads.py) read them
 
 
 def person_key_of(subject: str) -> str | None:
     return subject[len(PERSON_PREFIX):] if subject.startswith(PERSON_PREFIX) else None
 
 
-def raw_events(data: bytes) -> list[msgspec.Raw]:
-    """Each event of a stored commit as a slice of `data` (results skipped)."""
-    return _COMMIT.decode(data).events
+def sealed_message(seq: int, subject: str, data: bytes, seal_key: bytes,
+                   decode_events: Callable[[list[bytes]], list]) -> Message:
+    """The commit in `data` with its events as `decode_events` gives them (each must carry `hash`);
+    `Unsealed` unless the ledger sealed it for `subject` and each event's bytes hash to its claim."""
+    view = read_view(data)
+    raws = [bytes(r) for r in view.events]
+    events = decode_events(raws)
+    check_sealed(seal_key, subject, view, raws, [e.hash for e in events])     # the hashes the events claim
+    return Message(seq, subject, person_key_of(subject), events, raws, view.commit_id, view.correlation_id,
+                   bytes(view.results), view.seal, None, len(data))
 
 
-def stored_events(data: bytes) -> list[bytes]:
-    """Each event of a stored commit exactly as written (results skipped)."""
-    return [bytes(r) for r in raw_events(data)]
+def _whole(raws: list[bytes]) -> list:
+    return [decode_event(r) for r in raws]
 
 
-def decode_message(seq: int, subject: str, data: bytes) -> Message:
-    raws = stored_events(data)
-    return Message(seq, subject, person_key_of(subject), [decode_event(r) for r in raws], raws)
+def decode_message(seq: int, subject: str, data: bytes, seal_key: bytes) -> Message:
+    return sealed_message(seq, subject, data, seal_key, _whole)
 
 
 # --- lean decoding ---------------------------------------------------------------------
@@ -88,7 +91,7 @@ def merge_needs(*needs: Needs) -> dict[type, frozenset[str]]:
 
 def lean_struct(cls: type, needs: Needs) -> type:
     """`cls` cut down to the fields named for it (or for one of its bases); `TYPE` is its tag."""
-    wanted = frozenset().union(*(needs.get(base, ()) for base in cls.__mro__))
+    wanted = frozenset().union(*(needs.get(base, ()) for base in cls.__mro__), _ALWAYS)
     fields = []
     for f in msgspec.structs.fields(cls):
         if f.name in wanted:
@@ -106,26 +109,29 @@ class LeanDecoder:
         self.by_full = {cls: lean_struct(cls, needs) for cls in EVENT_TYPES}
         union = functools.reduce(operator.or_, self.by_full.values())
         self._event = msgspec.json.Decoder(union)
-        commit = msgspec.defstruct("LeanCommit", [("events", list[union])], module=__name__)
-        self._commit = msgspec.json.Decoder(commit)
+        # A type whose own tag has an upcaster is read whole first, as `decode_event` would (a lean
+        # struct could accept an old shape the whole one refuses, and skip the upcaster).
+        self._upcast = frozenset(lean for cls, lean in self.by_full.items() if lean.TYPE in UPCASTERS)
 
     def event(self, raw: bytes | msgspec.Raw) -> typing.Any:
         try:
-            return self._event.decode(raw)
+            lean = self._event.decode(raw)
+            if type(lean) not in self._upcast:
+                return lean
         except msgspec.ValidationError:        # an old shape: upcast like every reader, then cut down
-            return self._event.decode(_ENCODE(decode_event(raw)))
+            pass
+        return self._event.decode(_ENCODE(decode_event(raw)))
 
-    def each(self, slices: list[msgspec.Raw]) -> list:
+    def each(self, slices: list[bytes]) -> list:
         """`event` of every slice of one commit (the fast path without a call per event)."""
-        decode = self._event.decode
-        try:
-            return [decode(r) for r in slices]
-        except msgspec.ValidationError:
-            return [self.event(r) for r in slices]
+        if not self._upcast:
+            decode = self._event.decode
+            try:
+                return [decode(r) for r in slices]
+            except msgspec.ValidationError:
+                pass
+        return [self.event(r) for r in slices]
 
-    def events(self, data: bytes) -> list:
-        """Every event of a stored commit, when its raw bytes are not wanted (one pass over the JSON)."""
-        try:
-            return self._commit.decode(data).events
-        except msgspec.ValidationError:
-            return [self.event(r) for r in raw_events(data)]
+    def message(self, seq: int, subject: str, data: bytes, seal_key: bytes) -> Message:
+        """`decode_message` with lean events: the same seal check, the same `Unsealed`."""
+        return sealed_message(seq, subject, data, seal_key, self.each)

@@ -1,16 +1,22 @@
 """The bulk of a rebuild: one worker's share of the stream, folded lean and COPied into the fresh tables.
 
-A share is the persons whose `person_key` hashes to it (claims: every fold is
-per person) and a range of sequences (audit trail, dead letters: one row per
-event). Each worker reads the stream up to the rebuild's target and decodes
-only what is its own, into the lean structs of `projections.decode`; PostgreSQL
-stores batch N while batch N+1 is folded. The indexes come after (rebuild.py).
+Every message is one share's: a person's commits go to the share their
+`person_key` hashes to (claims are folded per person, and whether a commit
+continues its person's chain — ADR 0010 — is known only where all of that
+person's commits are read), every other message (reference data, key claims,
+dead letters) to the share whose sequence range holds it. The audit trail and
+dead letters take their rows from the messages their share holds. Each worker
+reads the stream up to the rebuild's target and decodes only what is its own,
+into the lean structs of `projections.decode`, through the same seal check and
+the same chain screen (`Heads`) as the live projector: a message the ledger did
+not seal, or a sealed commit replayed, is recorded as forged and raises the
+alarm, never folded. PostgreSQL stores batch N while batch N+1 is folded. The
+indexes come after (rebuild.py).
 """
 from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,17 +26,19 @@ import asyncpg
 
 from projections.catalog import load_settlements
 from projections.claims import LINE, SETTLEMENT, WARNING
-from projections.decode import PERSON_PREFIX, LeanDecoder, merge_needs, raw_events
+from projections.decode import PERSON_PREFIX, LeanDecoder, merge_needs
+from projections.heads import Heads
 from projections.lean_claims import NEEDS as CLAIMS_NEEDS
 from projections.lean_claims import LeanClaims, flow_upserts
 from projections.lean_rows import Rows
+from projections.model import Message
+from projections.runner import decode_batch
 from projections.source import StreamReader
 from projections.sql import copy_lines, needs_escaping, shapes, write_merged, write_staged
-from projections.trail import (DEAD_LETTER, DEAD_LETTER_NEEDS, LEDGER_EVENT, TRAIL_NEEDS, dead_letter_lines,
-                               trail_lines)
+from projections.trail import (DEAD_LETTER, DEAD_LETTER_NEEDS, FORGED_MESSAGE, LEDGER_COMMIT, LEDGER_EVENT,
+                               TRAIL_NEEDS, commit_line, dead_letter_lines, forged_line, trail_lines)
 from services.runtime.stream import STREAM
 
-log = logging.getLogger("ledger.rebuild")
 TEXT = {"format": "text"}
 PERSON_AT = len(PERSON_PREFIX)
 CHUNK = 25      # messages folded between two turns of the event loop: the writer's next statement goes out
@@ -39,7 +47,7 @@ CHUNK = 25      # messages folded between two turns of the event loop: the write
 @dataclass(frozen=True)
 class Share:
     """Persons whose key hashes (crc32, the same in every process) to `part` of `parts`; sequences
-    `first`..`last` of the audit trail and dead letters."""
+    `first`..`last` of the other subjects."""
     part: int
     parts: int
     first: int
@@ -58,79 +66,74 @@ def shares(parts: int, target: int) -> list[Share]:
 @dataclass
 class Loaded:
     seq: int = 0          # last sequence folded and stored
-    events: int = 0       # events of the messages this share counts (each message counted by one share)
+    events: int = 0       # events of the messages this share holds (each message is one share's)
 
 
 class ShareFold:
     """Raw stream messages → one batch of COPY lines and merged upserts for this share."""
 
-    def __init__(self, names: list[str], share: Share, target: int):
-        self.share, self.target = share, target
+    def __init__(self, names: list[str], share: Share, target: int, seal_key: bytes):
+        self.share, self.target, self.seal_key = share, target, seal_key
         self.claims_on, self.trail_on, self.dead_on = ("claims" in names, "audit_trail" in names,
                                                       "dead_letters" in names)
-        self.ranged_on = self.trail_on or self.dead_on
-        ranged_needs = [n for on, n in ((self.trail_on, TRAIL_NEEDS), (self.dead_on, DEAD_LETTER_NEEDS)) if on]
-        self.by_range = LeanDecoder(merge_needs(*ranged_needs))              # in our range, someone else's person
-        self.by_person = LeanDecoder(CLAIMS_NEEDS)                           # our person, out of our range
-        self.by_both = LeanDecoder(merge_needs(CLAIMS_NEEDS, *ranged_needs))
-        self.claims = LeanClaims([self.by_person, self.by_both]) if self.claims_on else None
+        self.others_on = self.trail_on or self.dead_on          # messages on subjects other than a person's
+        needs = [n for on, n in ((self.claims_on, CLAIMS_NEEDS), (self.trail_on, TRAIL_NEEDS),
+                                 (self.dead_on, DEAD_LETTER_NEEDS)) if on]
+        self.decoder = LeanDecoder(merge_needs(*needs))
+        self.heads = Heads(from_start=True)
+        self.claims = LeanClaims([self.decoder]) if self.claims_on else None
 
-    def decode(self, raws: list) -> tuple[list[tuple], int]:
-        """What this share folds of `raws` (up to the target), and how many events it counts (each
-        message is counted by one share: its range's, or its person's in a claims-only rebuild)."""
-        out, counted = [], 0
-        share, claims_on, ranged_on, sliced = self.share, self.claims_on, self.ranged_on, self.trail_on
-        for seq, subject, data in raws:
+    def decode(self, raws: list) -> tuple[list[Message], list[bool]]:
+        """This share's messages of `raws` (up to the target), decoded and seal-checked (`decode_batch`:
+        one the ledger did not seal comes back forged, with the alarm), and whether each needs escaping."""
+        mine, share, others_on = [], self.share, self.others_on
+        for raw in raws:
+            seq, subject = raw.seq, raw.subject
             if seq > self.target:
                 break
-            pk = subject[PERSON_AT:] if subject.startswith(PERSON_PREFIX) else None
-            mine = claims_on and pk is not None and share.owns_person(pk)
-            ranged = ranged_on and share.first <= seq <= share.last
-            if not (mine or ranged):
+            if subject.startswith(PERSON_PREFIX):
+                if not share.owns_person(subject[PERSON_AT:]):
+                    continue
+            elif not (others_on and share.first <= seq <= share.last):
                 continue
-            decoder = self.by_both if mine and ranged else self.by_person if mine else self.by_range
-            try:
-                slices = raw_events(data) if ranged and sliced else None
-                events = decoder.events(data) if slices is None else decoder.each(slices)
-            except Exception as exc:        # as the live projector: not a commit, skipped, said so
-                log.error("stream message %d on %s is not a ledger commit (%s); skipped", seq, subject, exc)
-                continue
-            if ranged or not ranged_on:
-                counted += len(events)
-            escape = needs_escaping(data) or needs_escaping(subject)
-            out.append((seq, subject, pk if mine else None, pk, ranged, events, slices, escape))
-        return out, counted
+            mine.append(raw)
+        msgs = decode_batch(mine, self.seal_key, self.decoder.message)
+        return msgs, [needs_escaping(r.data) or needs_escaping(r.subject) for r in mine]
 
-    def fold(self, decoded: list[tuple], into: tuple[Rows, list[bytes], list[bytes]]) -> None:
-        rows, trail, dead = into
-        for seq, subject, pk, subject_key, ranged, events, slices, escape in decoded:
-            if ranged and self.trail_on:
-                trail.extend(trail_lines(seq, subject, subject_key, events, slices, escape))
-            if ranged and self.dead_on:
-                dead.extend(dead_letter_lines(seq, events))
-            if pk is not None and events:
-                self.claims.fold(rows, seq, pk, events, escape)
+    def fold(self, msgs: list[Message], escapes: list[bool], into: tuple[Rows, list, list, list, list]) -> None:
+        rows, trail, commits, forged, dead = into
+        for msg, escape in zip(msgs, escapes):
+            if self.trail_on:
+                if msg.forged is not None:
+                    forged.append(forged_line(msg))
+                    continue
+                trail.extend(trail_lines(msg.seq, msg.subject, msg.person_key, msg.events, msg.raw_events, escape))
+                commits.append(commit_line(msg, escape))
+            if self.dead_on:
+                dead.extend(dead_letter_lines(msg.seq, msg.events))
+            if self.claims is not None and msg.person_key is not None and msg.events:
+                self.claims.fold(rows, msg.seq, msg.person_key, msg.events, escape)
 
 
 async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share, target: int,
-                     schemas: dict[str, str], *, stream: str = STREAM, max_batch: int = 5000,
+                     schemas: dict[str, str], *, seal_key: bytes, stream: str = STREAM, max_batch: int = 5000,
                      progress: Callable[[Loaded], None] | None = None) -> Loaded:
     """Fold and store this share of sequences 1..`target` into the tables of `schemas` (projection → schema)."""
-    fold = ShareFold(names, share, target)
+    fold = ShareFold(names, share, target, seal_key)
     done = Loaded()
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
 
     async def writer() -> None:
         while (item := await queue.get()) is not None:
-            last, events, (rows, trail, dead) = item
+            last, events, (rows, trail, commits, forged, dead) = item
             async with pool.acquire() as conn, conn.transaction():
                 if fold.claims_on:
                     schema = schemas["claims"]
                     for table in (SETTLEMENT, LINE, WARNING):
                         await copy_lines(conn, schema, table, rows.copy[table])
                     await write_merged(conn, schema, rows.merged(), rows.escape)
-                if trail:
-                    await copy_lines(conn, schemas["audit_trail"], LEDGER_EVENT, trail, TEXT)
+                for table, lines in ((LEDGER_EVENT, trail), (LEDGER_COMMIT, commits), (FORGED_MESSAGE, forged)):
+                    await copy_lines(conn, schemas.get("audit_trail", ""), table, lines, TEXT)
                 if dead:
                     await copy_lines(conn, schemas["dead_letters"], DEAD_LETTER, dead)
             done.seq, done.events = last, done.events + events
@@ -154,32 +157,32 @@ async def load_share(pool: asyncpg.Pool, js: Any, names: list[str], share: Share
         if task in finished:
             task.result()
 
-    end = target if fold.claims_on else share.last
-    start = 1 if fold.claims_on else share.first
-    read = start - 1
+    read = 0           # a person's commits may be anywhere: every share reads 1..target
     try:
-        if start <= end:
-            async with StreamReader(js, start, stream=stream, max_batch=max_batch) as reader:
-                while read < end:
+        if target > 0:
+            async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
+                while read < target:
                     raws = await reader.batch(timeout=5.0)
                     if not raws:
                         continue
-                    decoded, events = [], 0
+                    msgs, escapes = [], []
                     for at in range(0, len(raws), CHUNK):    # let the writer and the reader run between
-                        more, counted = fold.decode(raws[at:at + CHUNK])
-                        decoded += more
-                        events += counted
+                        more, escaped = fold.decode(raws[at:at + CHUNK])
+                        msgs += more
+                        escapes += escaped
                         await asyncio.sleep(0)
-                    read = min(raws[-1].seq, end)
+                    read = min(raws[-1].seq, target)
+                    msgs = await fold.heads.screen(pool, msgs)      # replayed commits: forged, not folded
+                    events = sum(len(m.events) for m in msgs)
                     if fold.claims is not None:
-                        keys = fold.claims.missing([(d[2], d[5]) for d in decoded if d[2] is not None])
+                        keys = fold.claims.missing([(m.person_key, m.events) for m in msgs if m.person_key])
                         if keys:                 # a settlement dropped from the bounded index: from SQL,
                             await drained()      # once everything before is stored
                             async with pool.acquire() as conn:
                                 await load_settlements(conn, schemas["claims"], fold.claims.state, keys)
-                    out = Rows(), [], []
-                    for at in range(0, len(decoded), CHUNK):
-                        fold.fold(decoded[at:at + CHUNK], out)
+                    out = Rows(), [], [], [], []
+                    for at in range(0, len(msgs), CHUNK):
+                        fold.fold(msgs[at:at + CHUNK], escapes[at:at + CHUNK], out)
                         await asyncio.sleep(0)
                     gc.collect(1)                # see rebuild.py: the surviving index is frozen, not rescanned
                     gc.freeze()

@@ -14,7 +14,8 @@ to `public`, and sets the checkpoint to the build's sequence with a new
 generation. A live projector blocked on that row then sees the generation
 change, drops its state and resumes after the build's sequence: no event is
 lost or counted twice across the swap. Readers see old tables or new, never
-a mix.
+a mix. A build read from a stream other than the one the read models remember
+is never swapped in (ADR 0010).
 """
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ import asyncpg
 
 from projections.build_tables import build_schema, create_tables, index_tables
 from projections.catalog import Projection, select
+from projections.heads import Heads
 from projections.ownership import Ownership
 from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
 from projections.sql import write
 from projections.workers import Connect, Job, load_all
+from events.chain import seal_key_id
+from services.integrity.baseline import check_baseline
 from services.runtime.stream import STREAM
 
 
@@ -68,9 +72,11 @@ async def _prepare(conn: asyncpg.Connection, p: Projection, target: int) -> None
         "finished_at = NULL, error = NULL", p.name, build_schema(p.name), target)
 
 
-async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int) -> int | None:
+async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int, created: Any,
+                key_id: str, stream: str) -> int | None:
     """Swap every build in; returns None when done, or the live sequence to catch up with first."""
     async with conn.transaction():
+        await check_baseline(conn, created, seq, key_id, stream)
         live = {}
         for p in sorted(projections, key=lambda p: p.name):
             live[p.name] = await conn.fetchval(
@@ -94,7 +100,7 @@ async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: in
     return None
 
 
-async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *,
+async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *, seal_key: bytes,
                   stream: str = STREAM, max_batch: int = 5000, progress: Callable[[Progress], None] | None = None,
                   workers: int = 1, connect: Connect | None = None) -> Progress:
     """Rebuild the named projections (all by default) and swap them in. With `workers` > 1 the load is
@@ -107,15 +113,16 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
     try:
         if len(await owner.try_acquire()) != len(projections):
             raise RebuildBusy(f"a rebuild of {sorted(set(owner.names) - set(owner.owned))} is already running")
-        state = Progress(target=await last_sequence(js, stream))
+        info = await js.stream_info(stream)
+        state = Progress(target=int(info.state.last_seq or 0))
         async with pool.acquire() as conn:
             await ensure_checkpoints(conn, [p.name for p in projections])
             for p in projections:
                 await _prepare(conn, p, state.target)
         try:
-            await _load(dsn, pool, js, projections, stream, max_batch, state, progress, workers, connect)
+            await _load(dsn, pool, js, projections, stream, max_batch, state, progress, workers, connect, seal_key)
             began = time.perf_counter()
-            await _replay(pool, js, projections, stream, max_batch, state, progress)
+            await _replay(pool, js, projections, stream, max_batch, state, progress, seal_key, info.created)
             state.phases["catch_up_and_swap"] = round(time.perf_counter() - began, 2)
         except BaseException as exc:
             async with pool.acquire() as conn:
@@ -131,10 +138,11 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
 
 async def _load(dsn: str, pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
                 state: Progress, progress: Callable[[Progress], None] | None, workers: int,
-                connect: Connect | None) -> None:
+                connect: Connect | None, seal_key: bytes) -> None:
     """The lean bulk load of sequences 1..target, then the indexes; `state.seq` ends at the target."""
     names = [p.name for p in projections]
-    job = Job(dsn, connect, tuple(names), state.target, {n: build_schema(n) for n in names}, stream, max_batch)
+    job = Job(dsn, connect, tuple(names), state.target, {n: build_schema(n) for n in names}, stream, max_batch,
+              seal_key)
 
     def moved(seq: int, events: int) -> None:
         state.seq, state.events = seq, events
@@ -167,7 +175,8 @@ async def _load(dsn: str, pool: asyncpg.Pool, js: Any, projections: list[Project
 
 
 async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
-                  state: Progress, progress: Callable[[Progress], None] | None) -> None:
+                  state: Progress, progress: Callable[[Progress], None] | None, seal_key: bytes,
+                  created: Any) -> None:
     """From the end of the load to the stream's end with the live projector's folds, then the swap.
 
     Folds batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight). A fold whose
@@ -175,7 +184,8 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
     tables (the settlements of the load are all there).
     """
     states = {p.name: p.new_state() for p in projections}
-    names = [p.name for p in projections]
+    names = [p.name for p in projections]     # the persons' heads at the load's end: from the build's trail
+    heads = Heads(from_start=state.seq == 0, trail=build_schema("audit_trail") if "audit_trail" in names else None)
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
 
     async def writer() -> None:
@@ -210,14 +220,17 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                     state.target = max(state.target, await last_sequence(js, stream))
                     if state.seq >= state.target:
                         async with pool.acquire() as conn:
-                            behind = await _swap(conn, projections, state.seq)
+                            behind = await _swap(conn, projections, state.seq, created, seal_key_id(seal_key),
+                                                 stream)
                         if behind is None:
                             return
                         state.target = behind
                 raws = await reader.batch(timeout=0.5)
                 if not raws:
                     continue
-                msgs = decode_batch(raws)
+                msgs = decode_batch(raws, seal_key)
+                async with pool.acquire() as conn:
+                    msgs = await heads.screen(conn, msgs)          # replayed commits: forged, not folded
                 for p in projections:                 # a settlement dropped from a bounded index: from SQL,
                     keys = p.missing(states[p.name], msgs) if p.missing else None     # once all is written
                     if keys and p.load is not None:

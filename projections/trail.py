@@ -2,28 +2,38 @@
 
 Both are append-only: one row per event, keyed by (stream sequence, index in
 the decision), so a supervisor reads a person's chain in the order it was
-written and can check each link against `events.chain`.
+written and can check each link against `events.chain`. Beside the events, one
+row per commit keeps what the events lack to put the commit back as written
+(its results and seal: `ledger restore`), and a message the ledger did not seal
+is recorded as forged instead of being folded (ADR 0010).
 """
 from __future__ import annotations
 
 from events import ledger as ev
 from projections.model import Insert, Message, Op, Table
-from projections.sql import NULL, csv_line, escape_bytes, escaped_row
+from projections.sql import NULL, csv_line, escape_bytes, escaped_row, text_row
 
 LEDGER_EVENT = Table("ledger_event", ("seq", "idx"), (
     "seq", "idx", "subject", "person_key", "type", "event_id", "correlation_id", "causation_id", "pack",
     "pack_version", "year", "prev_hash", "hash", "recorded_at", "payload"))
+LEDGER_COMMIT = Table("ledger_commit", ("seq",), (
+    "seq", "subject", "person_key", "commit_id", "correlation_id", "results", "seal"))
+FORGED_MESSAGE = Table("forged_message", ("seq",), ("seq", "subject", "person_key", "reason", "bytes"))
 DEAD_LETTER = Table("dead_letter", ("event_id",), (
     "event_id", "seq", "code", "message", "msg_type", "source", "raw", "redrive_of", "correlation_id",
     "recorded_at"))
 
 
 def fold_trail(state: None, msg: Message) -> list[Op]:
+    if msg.forged is not None:
+        return [Insert(FORGED_MESSAGE, (msg.seq, msg.subject, msg.person_key, msg.forged, msg.size))]
     return [
-        Insert(LEDGER_EVENT, (msg.seq, idx, msg.subject, msg.person_key, ev.event_type(e), e.event_id,
-                              e.correlation_id, e.causation_id, e.pack, e.pack_version, getattr(e, "year", None),
-                              e.prev_hash, e.hash, e.recorded_at, raw))
-        for idx, (e, raw) in enumerate(zip(msg.events, msg.raw_events))
+        *(Insert(LEDGER_EVENT, (msg.seq, idx, msg.subject, msg.person_key, ev.event_type(e), e.event_id,
+                                e.correlation_id, e.causation_id, e.pack, e.pack_version, getattr(e, "year", None),
+                                e.prev_hash, e.hash, e.recorded_at, raw))
+          for idx, (e, raw) in enumerate(zip(msg.events, msg.raw_events))),
+        Insert(LEDGER_COMMIT, (msg.seq, msg.subject, msg.person_key, msg.commit_id, msg.correlation_id, msg.results,
+                               msg.seal)),
     ]
 
 
@@ -57,6 +67,19 @@ def trail_lines(seq: int, subject: str, person_key: str | None, events: list, ra
                    f"{NULL if year is None else year}\t{e.prev_hash}\t{e.hash}\t{NULL if at is None else at}\t"
                    .encode() + raw)
     return out
+
+
+def commit_line(msg: Message, escape: bool) -> bytes:
+    """`fold_trail`'s `ledger_commit` row as COPY text: the envelope, the results' stored bytes, the seal."""
+    head = (msg.seq, msg.subject, msg.person_key, msg.commit_id, msg.correlation_id)
+    if escape:
+        return b"%s\t%s\t%s" % (escaped_row(head).encode(), escape_bytes(msg.results), msg.seal.encode())
+    return b"%s\t%s\t%s" % (text_row(head).encode(), msg.results, msg.seal.encode())
+
+
+def forged_line(msg: Message) -> bytes:
+    """`fold_trail`'s `forged_message` row as COPY text (always escaped: the reason quotes what it read)."""
+    return escaped_row((msg.seq, msg.subject, msg.person_key, msg.forged, msg.size)).encode()
 
 
 def _head(seq: int, idx: int, subject: str, person_key: str | None, e) -> tuple:

@@ -50,21 +50,20 @@ class Job:
     schemas: dict[str, str]
     stream: str
     max_batch: int
+    seal_key: bytes
 
 
 async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
                    progress: Callable[[int, int], None] | None = None) -> Loaded:
     """Load every share; `progress(seq, events)` as the shares advance (seq scaled to the stream)."""
     parts = shares(workers, job.target)
-    claims = "claims" in job.names
-    spans = [(1, job.target) if claims else (s.first, s.last) for s in parts]
-    total = sum(max(0, b - a + 1) for a, b in spans) or 1
+    total = workers * job.target or 1         # every share reads 1..target (load.py)
     ctx = multiprocessing.get_context("spawn")
     board = ctx.Array("q", 2 * workers, lock=False)        # per share: last sequence stored, events
 
     def report() -> None:
         if progress is not None:
-            done = sum(max(0, board[2 * i] - spans[i][0] + 1) for i in range(workers) if board[2 * i])
+            done = sum(board[2 * i] for i in range(workers))
             progress(job.target * done // total, sum(board[2 * i + 1] for i in range(workers)))
 
     def mine(loaded: Loaded) -> None:
@@ -82,7 +81,8 @@ async def load_all(pool: asyncpg.Pool, js: Any, job: Job, workers: int,
             send.close()
             children.append((proc, receive))
         own = asyncio.ensure_future(load_share(pool, js, list(job.names), parts[0], job.target, job.schemas,
-                                               stream=job.stream, max_batch=job.max_batch, progress=mine))
+                                               seal_key=job.seal_key, stream=job.stream, max_batch=job.max_batch,
+                                               progress=mine))
         while not own.done() or any(p.is_alive() for p, _ in children):
             if own.done():
                 own.result()                   # raise this share's error at once
@@ -140,7 +140,7 @@ async def _child_load(job: Job, share: Share, board: Any) -> None:
     pool = await create_pool(job.dsn, max_size=2)
     try:
         async with job.connect() as side:
-            await load_share(pool, side.js, list(job.names), share, job.target, job.schemas, stream=job.stream,
-                             max_batch=job.max_batch, progress=mine)
+            await load_share(pool, side.js, list(job.names), share, job.target, job.schemas, seal_key=job.seal_key,
+                             stream=job.stream, max_batch=job.max_batch, progress=mine)
     finally:
         await pool.close()

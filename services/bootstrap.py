@@ -33,9 +33,10 @@ from services.ingest.feed import FeedConfig, FeedConsumer
 from services.ingest.outbound import ResultPublisher
 from services.ingest.rpc import RpcServer
 from services.observability import Metrics
+from services.pauses import watch_gc, watch_loop_lag
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
-from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
 
 log = structlog.get_logger(component="ledger.bootstrap")
@@ -48,6 +49,10 @@ class RuntimeOptions:
     person_cache: int = 100_000                # LEDGER_PERSON_CACHE: persons kept in memory per process
     gc_freeze_interval: float = 0.25           # LEDGER_GC_FREEZE_INTERVAL: seconds; 0 leaves the GC alone
     publish_timeout: float = 5.0               # LEDGER_PUBLISH_TIMEOUT: seconds to wait for a JetStream ack
+    rpc_max_inflight: int = 1024               # LEDGER_RPC_MAX_INFLIGHT: requests decided at once; more are shed
+    restart_delay: float = 0.1                 # LEDGER_RESTART_DELAY: seconds before restarting a dead embedded
+                                               # server (doubles per failed try, at most 10 s)
+    integrity_poll: float = 2.0                # LEDGER_INTEGRITY_POLL: seconds between the guard's checks (ADR 0010)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -56,18 +61,28 @@ class RuntimeOptions:
         cache = (env.get("LEDGER_PERSON_CACHE") or "").strip()
         timeout = (env.get("LEDGER_PUBLISH_TIMEOUT") or "").strip()
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
+        restart = (env.get("LEDGER_RESTART_DELAY") or "").strip()
+        rpc_inflight = (env.get("LEDGER_RPC_MAX_INFLIGHT") or "").strip()
+        poll = (env.get("LEDGER_INTEGRITY_POLL") or "").strip()
         try:
+            rpc_max_inflight = int(rpc_inflight) if rpc_inflight else cls.rpc_max_inflight
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
+            restart_delay = float(restart) if restart else cls.restart_delay
+            integrity_poll = float(poll) if poll else cls.integrity_poll
         except ValueError:
-            raise ValueError("LEDGER_PERSON_CACHE must be an integer, LEDGER_PUBLISH_TIMEOUT and "
-                             "LEDGER_GC_FREEZE_INTERVAL numbers") from None
-        if person_cache < 1 or publish_timeout <= 0 or gc_freeze_interval < 0:
-            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_PUBLISH_TIMEOUT must be positive")
+            raise ValueError("LEDGER_PERSON_CACHE and LEDGER_RPC_MAX_INFLIGHT must be integers, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_GC_FREEZE_INTERVAL, LEDGER_RESTART_DELAY and LEDGER_INTEGRITY_POLL numbers") from None
+        if (min(person_cache, rpc_max_inflight) < 1 or min(publish_timeout, restart_delay, integrity_poll) <= 0
+                or gc_freeze_interval < 0):
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_RPC_MAX_INFLIGHT, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_RESTART_DELAY and LEDGER_INTEGRITY_POLL must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
-                   gc_freeze_interval=gc_freeze_interval, feed=FeedConfig.from_env(env))
+                   gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
+                   rpc_max_inflight=rpc_max_inflight, integrity_poll=integrity_poll,
+                   feed=FeedConfig.from_env(env))
 
 
 @dataclass
@@ -82,6 +97,8 @@ class Ledger:
     adjudicator: Adjudicator
     metrics: Metrics
     person_key: Callable[[str], str]
+    seal_key: bytes = b""             # the key every commit is sealed with (ADR 0010)
+    guard: Any = None                 # services.integrity.guard.IntegrityGuard, with the JetStream store
     nc: Any = None                    # nats.aio.client.Client, None without NATS (tests with fakes)
     js: Any = None
     db: Any = None                    # asyncpg.Pool, None without DATABASE_URL
@@ -91,6 +108,7 @@ class Ledger:
     taking_messages: bool = False
     _owns_nc: bool = True
     _gc_task: asyncio.Task | None = None
+    _watchers: list = field(default_factory=list)      # what stops the pause watchers (services/pauses.py)
 
     async def publish_extra(self, results: list) -> None:
         if self.publisher is not None:
@@ -101,14 +119,19 @@ class Ledger:
         if self.nc is None:
             raise RuntimeError("transports need NATS")
         assert self.publisher is not None
+        self.metrics.inflight.set_function(lambda: self.adjudicator.inflight)
         if rpc:
-            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher)
+            self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher,
+                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics)
             await self.rpc.start()
         if feed:
             self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)
             await self.feed.start()
         if self.options.gc_freeze_interval and self._gc_task is None:
             self._gc_task = asyncio.create_task(_freeze_periodically(self.options.gc_freeze_interval))
+        if not self._watchers:
+            lag = asyncio.create_task(watch_loop_lag(self.metrics))
+            self._watchers = [watch_gc(self.metrics), lag.cancel]
         self.taking_messages = True
 
     async def stop_transports(self) -> None:
@@ -117,6 +140,9 @@ class Ledger:
         if self._gc_task is not None:
             self._gc_task.cancel()
             self._gc_task = None
+        for stop in self._watchers:
+            stop()
+        self._watchers = []
         if self.rpc is not None:
             await self.rpc.stop()
         if self.feed is not None:
@@ -124,6 +150,8 @@ class Ledger:
 
     async def close(self) -> None:
         await self.stop_transports()
+        if self.guard is not None:
+            await self.guard.close()
         close_store = getattr(self.store, "close", None)
         if close_store is not None:
             await close_store()
@@ -169,7 +197,11 @@ def correlation_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):012x}"
 
 
-async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
+PING_INTERVAL = 2.0     # seconds: a paused or partitioned server is noticed in ~6 s, not nats-py's 4 min (ADR 0012)
+
+
+async def connect_nats(url: str, name: str = "claims-ledger", **auth: Any) -> Any:
+    """Connect with reconnects; ``auth`` adds nats-py credentials beside those in the URL (``nkeys_seed``)."""
     import nats
 
     async def on_error(exc: Exception) -> None:
@@ -181,10 +213,14 @@ async def connect_nats(url: str, name: str = "claims-ledger") -> Any:
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
 
+    # Ping every 2 s, stale after 2 unanswered: a server that is paused (SIGSTOP, a VM freeze) keeps
+    # its socket open, and with nats-py's default (120 s) the ledger would wait on it for minutes
+    # instead of moving to another node of the cluster.
     return await nats.connect(
         servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
         reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
-        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
+        ping_interval=PING_INTERVAL, max_outstanding_pings=2,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **auth)
 
 
 async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = None,
@@ -206,13 +242,15 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     packs = packs or PackSet.from_dir(options.pack_dir)
     engine = engine or Engine(packs)
     secret = person_key_secret(settings)
+    seal_key = seal_secret(settings)
 
     owns_nc = nc is None
     js = None
     db = None
+    guard = None
     try:
         if nc is None and nats_url is not None:
-            nc = await connect_nats(nats_url)
+            nc = await connect_nats(nats_url, **settings.nats_auth)
         if nc is not None:
             js = nc.jetstream(timeout=options.publish_timeout)
         if store is None:
@@ -220,17 +258,25 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
                 raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
             from services.adjudicator.jetstream_store import JetStreamStore
             from services.ingest.natsfast import JetStreamPublisher
+            from services.integrity.guard import IntegrityGuard
+            from services.runtime.provision import read_only
             from services.runtime.stream import ensure_ledger_stream
 
             from services.adjudicator.pack_activation import activate_packs
 
-            await ensure_ledger_stream(js)
-            for pack in await activate_packs(js, packs, (clock or utc_now)()):
+            # check only: the services may not change it (3 replicas on an R3 cluster, LEDGER_STREAM_REPLICAS)
+            await ensure_ledger_stream(read_only(js), replicas=settings.stream_replicas)
+            # Before anything is written: a stream that is not the one the ledger was built on is held.
+            guard = IntegrityGuard(js, seal_key, metrics=metrics, replicas=settings.stream_replicas,
+                                   poll_every=options.integrity_poll)
+            await guard.start()
+            for pack in await activate_packs(js, packs, (clock or utc_now)(), seal_key=seal_key):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)
             await js_publisher.start()
-            jss = JetStreamStore(js, secret, cache_size=options.person_cache, timeout=options.publish_timeout,
-                                 metrics=metrics, publisher=js_publisher)
+            jss = JetStreamStore(js, secret, seal_key=seal_key, cache_size=options.person_cache,
+                                 timeout=options.publish_timeout, metrics=metrics, publisher=js_publisher,
+                                 guard=guard)
             await jss.start()
             store = jss
         if database_url is not None:
@@ -238,6 +284,8 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             db = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
     except BaseException:
+        if guard is not None:
+            await guard.close()
         if db is not None:
             await db.close()
         if nc is not None and owns_nc:
@@ -248,5 +296,5 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     return Ledger(
         settings=settings, options=options, packs=packs, engine=engine, store=store, handler=handler,
         adjudicator=Adjudicator(handler, metrics), metrics=metrics,
-        person_key=lambda psn_no: person_key(secret, psn_no), nc=nc, js=js, db=db,
+        person_key=lambda psn_no: person_key(secret, psn_no), seal_key=seal_key, guard=guard, nc=nc, js=js, db=db,
         publisher=ResultPublisher(nc) if nc is not None else None, _owns_nc=owns_nc)

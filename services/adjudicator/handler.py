@@ -15,8 +15,8 @@ import msgspec
 
 from events.ledger import MessageRejected
 from events.messages import Inbound, Settlement, TiltedGrant, YearClose
-from events.results import Outbound, SettlementAdjustment, YearCloseResult
-from events.validation import Invalid, decode
+from events.results import Outbound, Reason, SettlementAdjustment, YearCloseResult
+from events.validation import Invalid, decode, read_keys
 from services.adjudicator.store import Conflict, Store
 from services.policy.decision import GRANT_ID, SETL_ID, Context, Decision
 from services.policy.engine import Engine
@@ -59,6 +59,19 @@ class Handler:
             results[0], adjustments = await self._year_end(message, ctx, results[0])
             results.extend(adjustments)
         return results
+
+    async def dead_letter(self, raw: bytes, source: str, code: str, message: str, *,
+                          keep: bytes | None = None) -> list[Outbound]:
+        """Record a message that cannot be decided and give its rejected result: a `poison_message`, or one
+        too large to be read whole (`raw` is then its first bytes and `message` says so, events.limits.Body).
+        ``keep``: the bytes to store instead of ``raw`` when ``raw`` itself cannot be stored
+        (``message_too_large``); the result's key fields still come from the whole message."""
+        msg_type, fields = read_keys(raw)
+        ctx = Context(now=self.clock(), correlation_id=self.new_id())
+        decision = self.engine.reject(Reason(code, message), msg_type, fields, ctx, raw if keep is None else keep,
+                                      source)
+        await self.store.append(decision, None)
+        return decision.results
 
     async def _decide_and_append(self, message: Inbound, ctx: Context, raw: bytes = b"",
                                  source: str = "") -> Decision:

@@ -48,8 +48,8 @@ class MemoryStore:
             return
         if decision.psn_no is not None:
             current = self.persons.setdefault(decision.psn_no, Person(decision.psn_no))
-            if person is not None and person is not current:
-                raise Conflict(decision.psn_no)
+            if person is not None and person.version != current.version:
+                raise Conflict(decision.psn_no)      # decided on state that moved since (as JetStream's guard)
             if not decision.events:
                 return           # duplicates answer from state; nothing new to store
             if any(self.keys.get(key, decision.psn_no) != decision.psn_no for key in decision.claims):

@@ -27,9 +27,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from events.results import Outbound, Reason
+from events.limits import MAX_MESSAGE_BYTES, unreadable
+from events.results import Outbound
 from services.adjudicator.handler import Handler
-from services.policy.decision import Context
 
 log = structlog.get_logger(component="ledger.adjudicator")
 
@@ -42,11 +42,16 @@ class _Peek(msgspec.Struct):
 
 
 _PEEK = msgspec.json.Decoder(_Peek)
-_ANY = msgspec.json.Decoder()
 
 
 def peek(raw: bytes) -> tuple[str | None, str | None]:
-    """(msg_type, psn_no) if the bytes are a JSON object carrying them as strings; else Nones."""
+    """(msg_type, psn_no) if the bytes are a JSON object carrying them as strings; else Nones.
+
+    Bytes the decoder refuses unread (events.limits: too large, not UTF-8, too deep) are not parsed here
+    either: they would raise RecursionError out of msgspec, or cost a parse for nothing.
+    """
+    if len(raw) > MAX_MESSAGE_BYTES or unreadable(raw) is not None:
+        return None, None
     try:
         found = _PEEK.decode(raw)
     except (msgspec.DecodeError, ValueError):
@@ -157,29 +162,9 @@ class Adjudicator:
         return results
 
     async def dead_letter(self, raw: bytes, source: str, code: str, message: str,
-                          transport: str = "") -> list[Outbound]:
-        """Record a message that cannot be decided (e.g. `poison_message`) and give its rejected result."""
-        msg_type, fields = _fields_of(raw)
-        handler = self.handler
-        ctx = Context(now=handler.clock(), correlation_id=handler.new_id())
-        decision = handler.engine.reject(Reason(code, message), msg_type, fields, ctx, raw, source)
-        await handler.store.append(decision, None)
+                          transport: str = "", *, keep: bytes | None = None) -> list[Outbound]:
+        """`Handler.dead_letter`, counted in the metrics like every other result."""
+        results = await self.handler.dead_letter(raw, source, code, message, keep=keep)
         if self.metrics is not None:
-            self.metrics.observe(transport or "other", decision.results, 0.0)
-        return decision.results
-
-
-_KEY_FIELDS = ("setl_id", "psn_no", "year", "grant_id", "fixmedins_code", "status", "action", "admdvs")
-
-
-def _fields_of(raw: bytes) -> tuple[str | None, dict]:
-    try:
-        obj = _ANY.decode(raw)
-    except msgspec.DecodeError:
-        return None, {}
-    if not isinstance(obj, dict):
-        return None, {}
-    msg_type = obj.get("msg_type") if isinstance(obj.get("msg_type"), str) else None
-    fields = {k: obj[k] for k in _KEY_FIELDS
-              if isinstance(obj.get(k), (str, int)) and not isinstance(obj.get(k), bool)}
-    return msg_type, fields
+            self.metrics.observe(transport or "other", results, 0.0)
+        return results

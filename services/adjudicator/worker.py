@@ -2,14 +2,16 @@
 
 Takes ``ledger.rpc.*`` requests (queue group) and pulls ``platform.in.>`` from
 the shared durable consumer, like the adjudicator inside `ledger run`; no HTTP,
-no PostgreSQL. Needs ``NATS_URL``, and the same person-key secret as the other
+no PostgreSQL. Needs ``NATS_URL`` (user ``ledger``, password in the URL), and the same person-key secret as the other
 replicas (``LEDGER_PERSON_KEY_SECRET``, or the same ``LEDGER_DATA_DIR``).
+``LEDGER_METRICS_PORT`` serves its Prometheus metrics on 127.0.0.1.
 Prints ``ready`` on stdout once it takes messages; SIGTERM/SIGINT stop it
 after finishing what it took.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -22,6 +24,7 @@ log = structlog.get_logger(component="ledger.worker")
 
 async def _run() -> int:
     from services.bootstrap import RuntimeOptions, bootstrap
+    from services.runtime.nats_users import redact_url
     from services.runtime.settings import load_settings
 
     settings = load_settings()
@@ -33,9 +36,13 @@ async def _run() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ledger = await bootstrap(settings, options=RuntimeOptions.from_env(), connect_db=False)
+    metrics_port = os.environ.get("LEDGER_METRICS_PORT", "").strip()
+    if metrics_port:                   # Prometheus text on 127.0.0.1:<port>/ (the worker has no HTTP API)
+        from prometheus_client import start_http_server
+        start_http_server(int(metrics_port), addr="127.0.0.1", registry=ledger.metrics.registry)
     try:
         await ledger.start_transports()
-        log.info("worker_ready", nats=settings.nats_url)
+        log.info("worker_ready", nats=redact_url(settings.nats_url))
         print("ready", flush=True)
         await stop.wait()
     finally:

@@ -18,7 +18,10 @@ Contract for modules that add routes (the read API, audits, admin):
   ``.ledger/tokens.json``). A route with no ``roles`` answers 403 to everyone;
   mark a route ``opt={"public": True}`` to skip auth (health, readiness,
   metrics and ``/schema`` are public). Options set on a ``Router`` apply to its
-  routes. The caller's role is in ``request.state.role``.
+  routes. The caller's role is in ``request.state.role``. Routes marked
+  ``opt={"session_auth": True}`` (the console, services/console) skip the bearer
+  check and bring their own guard.
+* ``plugins``: Litestar init plugins, e.g. ``services.console.plugin.ConsolePlugin``.
 * **Readiness**: append ``async () -> (name, ok, detail)`` callables to
   ``deps.ready_checks`` (e.g. projection lag); ``GET /ready`` is 200 only when
   every check passes and the ledger is taking messages.
@@ -39,7 +42,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -59,6 +62,8 @@ class ApiDeps:
     tokens: Mapping[str, str]                                         # role -> bearer token
     metrics: Metrics = field(default_factory=Metrics)
     publish_extra: Callable[[list[Outbound]], Awaitable[None]] | None = None   # adjustments -> ledger.out
+    # (raw, source, code, message, transport) -> results: a body too large to read whole (Adjudicator.dead_letter)
+    dead_letter: Callable[[bytes, str, str, str, str], Awaitable[list[Outbound]]] | None = None
     taking_messages: Callable[[], bool] = lambda: True
     ready_checks: list[ReadyCheck] = field(default_factory=list)
     nc: Any = None
@@ -66,6 +71,8 @@ class ApiDeps:
     db: Any = None
     person_key: Callable[[str], str] | None = None
     settings: Any = None
+    seal_key: bytes | None = None      # to verify commits' seals (ADR 0010)
+    integrity: Any = None              # services.integrity.monitor.IntegrityMonitor of the read side, if any
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +81,7 @@ def _bearer_guard(tokens: Mapping[str, str]) -> Callable[[ASGIConnection, BaseRo
 
     def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         opt = handler.opt
-        if opt.get("public") or connection.scope["path"].startswith("/schema"):
+        if opt.get("public") or opt.get("session_auth") or connection.scope["path"].startswith("/schema"):
             return
         header = connection.headers.get("authorization", "")
         scheme, _, presented = header.partition(" ")
@@ -101,15 +108,21 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", opt={"public": True}, tags=["operations"])
+@get("/ready", opt={"public": True}, tags=["operations"],
+     responses={503: ResponseSpec(dict[str, Any], description="Not ready: the failing checks say why",
+                                   generate_examples=False)})
 async def ready(deps: ApiDeps) -> Response[dict[str, Any]]:
     """200 once the ledger takes messages and NATS, PostgreSQL and every added check are fine; else 503."""
     checks: dict[str, dict[str, Any]] = {"taking_messages": {"ok": bool(deps.taking_messages())}}
+    nats_up = deps.nc is None or bool(deps.nc.is_connected)
     if deps.nc is not None:
-        checks["nats"] = {"ok": bool(deps.nc.is_connected)}
+        checks["nats"] = {"ok": nats_up}
     if deps.db is not None:
         checks["postgres"] = await _postgres_check(deps.db)
     for check in deps.ready_checks:
+        if not nats_up:         # they ask NATS: each would wait out its timeout; the answer is 503 anyway
+            checks[getattr(check, "__name__", "check")] = {"ok": False, "detail": "not checked: NATS is down"}
+            continue
         try:
             name, ok, detail = await asyncio.wait_for(check(), timeout=2.0)
         except Exception as exc:
@@ -136,7 +149,7 @@ async def metrics(deps: ApiDeps) -> Response[bytes]:
 
 
 def create_app(deps: ApiDeps, routers: Sequence[Any] = (), dependencies: Mapping[str, Provide] | None = None,
-               *, debug: bool = False) -> Litestar:
+               *, plugins: Sequence[Any] = (), debug: bool = False) -> Litestar:
     """The Litestar app; see the module docstring for what `routers` and `dependencies` may add."""
     from services.api.messages import messages_router
 
@@ -153,6 +166,7 @@ def create_app(deps: ApiDeps, routers: Sequence[Any] = (), dependencies: Mapping
         dependencies=provided,
         guards=[_bearer_guard(deps.tokens)],
         openapi_config=openapi,
+        plugins=list(plugins),
         debug=debug,
     )
 

@@ -10,8 +10,9 @@ import msgspec
 from litestar import Response, Router, get
 from litestar.params import Parameter
 
-from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, lag_of, not_found, parse_cursor,
-                                      with_lag)
+from services.api.read_common import (EXCEPTION_HANDLERS, MAX_LIMIT, YEAR, bad, check_limit, db_of, lag_of,
+                                      not_found, parse_cursor, with_lag)
+from services.api.responses import errors
 
 _CHECKPOINT = "SELECT seq FROM projection_checkpoint WHERE projection = 'claims'"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -97,30 +98,56 @@ def _month(value: str | None, name: str) -> dt.date | None:
         return None
     m = _MONTH.match(value)
     if m is None or not 1 <= int(m.group(2)) <= 12:
-        raise bad(f"{name} must be a month YYYY-MM, got {value!r}")
+        raise bad(f"{name} must be a month YYYY-MM")
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
-@get("/settlements/{setl_id:str}", summary="One settlement as decided, with every line, rule and clause")
-async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
+async def read_settlement(deps: Any, setl_id: str) -> SettlementView:
+    """One settlement's facts and every line (payments, adjustments, reversals), in stream order."""
     async with db_of(deps).acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM settlement WHERE setl_id = $1 ORDER BY seq DESC LIMIT 1", setl_id)
         if row is None:
-            raise not_found(f"settlement {setl_id!r}")
+            raise not_found("this settlement")
         lines = await conn.fetch("SELECT * FROM settlement_line WHERE setl_id = $1 AND person_key = $2 "
                                  "ORDER BY seq, idx", setl_id, row["person_key"])
         checkpoint = await conn.fetchval(_CHECKPOINT)
     facts = {k: v for k, v in row.items() if k not in ("setl_id", "person_key")}
     view_lines = [LineView(**{f: line[f] for f in LineView.__struct_fields__}) for line in lines]
-    lag = await lag_of(deps, checkpoint)
-    return with_lag(SettlementView(setl_id, row["person_key"], facts, view_lines, lag), lag)
+    return SettlementView(setl_id, row["person_key"], facts, view_lines, await lag_of(deps, checkpoint))
 
 
-@get("/funds/flows", summary="Money paid by area, fund and month (reversals negative)")
-async def fund_flows(deps: Any, area: str | None = None,
-                     from_: str | None = Parameter(query="from", default=None, description="first month, YYYY-MM"),
-                     to: str | None = Parameter(default=None, description="last month, YYYY-MM"),
-                     fund: str | None = None) -> Response[FlowsView]:
+@get("/settlements/{setl_id:str}", responses=errors(400, 404, 503),
+     summary="One settlement as decided, with every line, rule and clause")
+async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
+    view = await read_settlement(deps, setl_id)
+    return with_lag(view, view.projection_lag)
+
+
+class SettlementRow(msgspec.Struct):
+    setl_id: str
+    med_type: str | None
+    inpatient: bool | None
+    enddate: dt.date | None
+    status: str | None
+    medfee_sumamt: Decimal | None
+    hifmi_pay: Decimal | None
+    maf_pay: Decimal | None
+    maf_adjusted: Decimal
+    psn_part_amt: Decimal | None
+    cancelled: bool | None
+
+
+async def read_person_settlements(deps: Any, person_key: str, year: int, limit: int = MAX_LIMIT
+                                  ) -> list[SettlementRow]:
+    """A person-year's settlements in decision order, each with the status applied to it."""
+    rows = await db_of(deps).fetch(
+        "SELECT * FROM settlement WHERE person_key = $1 AND year = $2 ORDER BY seq LIMIT $3", person_key, year, limit)
+    return [SettlementRow(**{f: r[f] for f in SettlementRow.__struct_fields__}) for r in rows]
+
+
+async def read_fund_flows(deps: Any, area: str | None = None, from_: str | None = None, to: str | None = None,
+                          fund: str | None = None) -> FlowsView:
+    """Money paid by month and fund within an area prefix and a span of months."""
     start, end = _month(from_, "from"), _month(to, "to")
     if start and end and start > end:
         raise bad("from must not be after to")
@@ -136,23 +163,30 @@ async def fund_flows(deps: Any, area: str | None = None,
     totals: dict[str, Decimal] = {}
     for r in months:
         totals[r.fund] = totals.get(r.fund, Decimal(0)) + r.amount
-    lag = await lag_of(deps, checkpoint)
-    return with_lag(FlowsView(area, from_, to, months, totals, lag), lag)
+    return FlowsView(area, from_, to, months, totals, await lag_of(deps, checkpoint))
 
 
-_WARNING_STATES = ("active", "withdrawn", "all")
+@get("/funds/flows", responses=errors(400, 503),
+     summary="Money paid by area, fund and month (reversals negative)")
+async def fund_flows(deps: Any, area: str | None = None,
+                     from_: str | None = Parameter(query="from", default=None, description="first month, YYYY-MM"),
+                     to: str | None = Parameter(default=None, description="last month, YYYY-MM"),
+                     fund: str | None = None) -> Response[FlowsView]:
+    view = await read_fund_flows(deps, area, from_, to, fund)
+    return with_lag(view, view.projection_lag)
 
 
-@get("/warnings", summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
-     description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
-                 "`withdrawn` lists only those, `all` both.")
-async def warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
-                   standing: str = Parameter(query="state", default="active"),
-                   limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
+WARNING_STATES = ("active", "withdrawn", "all")
+
+
+async def read_warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
+                        standing: str = "active", limit: int = 100, cursor: str | None = None,
+                        person_key: str | None = None) -> WarningsPage:
+    """One page of warnings, oldest first; `person_key` narrows to one person (the console's person page)."""
     check_limit(limit)
     _area(area)
-    if standing not in _WARNING_STATES:
-        raise bad(f"state must be one of {', '.join(_WARNING_STATES)}, got {standing!r}")
+    if standing not in WARNING_STATES:
+        raise bad(f"state must be one of {', '.join(WARNING_STATES)}")
     after = parse_cursor(cursor)
     async with db_of(deps).acquire() as conn:
         rows = await conn.fetch(
@@ -161,13 +195,24 @@ async def warnings(deps: Any, area: str | None = None, year: int | None = None, 
             "WHERE ($1::text IS NULL OR w.admdvs LIKE $1 || '%') AND ($2::int IS NULL OR w.year = $2) "
             "AND ($3::text IS NULL OR w.code = $3) AND (w.seq, w.idx) > ($4, $5) "
             "AND ($7 = 'all' OR ($7 = 'withdrawn') = coalesce(s.cancelled, false)) "
+            "AND ($8::text IS NULL OR w.person_key = $8) "
             "ORDER BY w.seq, w.idx LIMIT $6",
-            area, year, code, after[0], after[1], limit + 1, standing)
+            area, year, code, after[0], after[1], limit + 1, standing, person_key)
         checkpoint = await conn.fetchval(_CHECKPOINT)
     page = [WarningView(**{f: r[f] for f in WarningView.__struct_fields__}) for r in rows[:limit]]
     more = f"{page[-1].seq}.{page[-1].idx}" if len(rows) > limit else None
-    lag = await lag_of(deps, checkpoint)
-    return with_lag(WarningsPage(page, more, lag), lag)
+    return WarningsPage(page, more, await lag_of(deps, checkpoint))
+
+
+@get("/warnings", responses=errors(400, 503),
+     summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
+     description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
+                 "`withdrawn` lists only those, `all` both.")
+async def warnings(deps: Any, area: str | None = None, year: int | None = Parameter(default=None, **YEAR),
+                   code: str | None = None, standing: str = Parameter(query="state", default="active"),
+                   limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
+    page = await read_warnings(deps, area, year, code, standing, limit, cursor)
+    return with_lag(page, page.projection_lag)
 
 
 def claims_router() -> Router:

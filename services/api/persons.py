@@ -9,10 +9,12 @@ from typing import Any
 
 import msgspec
 from litestar import Response, Router, get
+from litestar.params import Parameter
 
 from events.ledger import Event
-from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, key_of, lag_of, not_found,
+from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
+from services.api.responses import errors
 
 EVENT_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(Event))
 
@@ -107,8 +109,8 @@ def _split(row: Any, kind: str) -> Split:
                  row[f"{kind}_hosp"], row[f"{kind}_psn"])
 
 
-@get("/{psn_no:str}/years/{year:int}", summary="A person's year: cap, 大病 deductible progress, totals")
-async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearView]:
+async def read_person_year(deps: Any, psn_no: str, year: int) -> PersonYearView:
+    """The person-year as the API and the console show it."""
     if not 1900 <= year <= 2200:
         raise bad(f"year {year} is out of range")
     key = key_of(deps, psn_no)
@@ -121,21 +123,27 @@ async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearV
     if row["cap_limit"] is not None:
         cap = CapView(row["cap_limit"], row["cap_used"], max(Decimal(0), row["cap_limit"] - row["cap_used"]))
     lag = await lag_of(deps, row["checkpoint"])
-    view = PersonYearView(
+    return PersonYearView(
         key, year, row["admdvs"], row["insutype"], row["pack"], row["pack_version"], row["status_applied"],
         row["subsidy"], CriticalIllness(row["ci_base"], deductible, progress, row["ci_paid"]), row["assist_base"], cap,
         _RULES.decode(row["rules"] or b"null") or [], _split(row, "inpatient"), _split(row, "outpatient"),
         row["grants_granted"], row["grants_refused"], row["settlements"], row["cancelled"], row["warnings"],
         row["last_seq"], row["updated_at"], lag)
-    return with_lag(view, lag)
 
 
-@get("/{psn_no:str}/events", summary="A person's audit trail: every event with its hashes and payload")
-async def person_events(psn_no: str, deps: Any, year: int | None = None, type: str | None = None,
-                        limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
+@get("/{psn_no:str}/years/{year:int}", responses=errors(400, 404, 503),
+     summary="A person's year: cap, 大病 deductible progress, totals")
+async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearView]:
+    view = await read_person_year(deps, psn_no, year)
+    return with_lag(view, view.projection_lag)
+
+
+async def read_person_events(deps: Any, psn_no: str, year: int | None = None, type: str | None = None,
+                             limit: int = 100, cursor: str | None = None) -> TrailPage:
+    """One page of a person's audit trail, oldest first."""
     check_limit(limit)
     if type is not None and type not in EVENT_TYPES:
-        raise bad(f"type {type!r} is not an event type; known: {sorted(EVENT_TYPES)}")
+        raise bad(f"type is not an event type; known: {sorted(EVENT_TYPES)}")
     after = parse_cursor(cursor)
     key = key_of(deps, psn_no)
     async with db_of(deps).acquire() as conn:
@@ -153,8 +161,21 @@ async def person_events(psn_no: str, deps: Any, year: int | None = None, type: s
                          r["pack_version"], r["year"], r["prev_hash"], r["hash"], r["recorded_at"],
                          msgspec.Raw(r["payload"])) for r in page]
     more = f"{page[-1]['seq']}.{page[-1]['idx']}" if len(rows) > limit else None
-    lag = await lag_of(deps, checkpoint)
-    return with_lag(TrailPage(key, events, more, lag), lag)
+    return TrailPage(key, events, more, await lag_of(deps, checkpoint))
+
+
+@get("/{psn_no:str}/events", responses=errors(400, 404, 503),
+     summary="A person's audit trail: every event with its hashes and payload")
+async def person_events(psn_no: str, deps: Any, year: int | None = Parameter(default=None, **YEAR),
+                        type: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
+    page = await read_person_events(deps, psn_no, year, type, limit, cursor)
+    return with_lag(page, page.projection_lag)
+
+
+async def read_person_years(deps: Any, person_key: str) -> list[int]:
+    """The years a person has figures for, oldest first."""
+    rows = await db_of(deps).fetch("SELECT year FROM person_year WHERE person_key = $1 ORDER BY year", person_key)
+    return [r["year"] for r in rows]
 
 
 def persons_router() -> Router:

@@ -11,13 +11,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg
 import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
 
 from services.runtime.stream import STREAM
 
+log = structlog.get_logger(component="ledger.reads")
+
 LAG_HEADER = "X-Projection-Lag"
+YEAR = {"ge": 1900, "le": 2200}          # Parameter bounds of a policy year (and of PostgreSQL's int4)
+_SEQ_MAX = 2**63 - 1
 LAG_TTL = 0.1
 MAX_LIMIT = 1000
 
@@ -46,11 +54,28 @@ def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
 
 
 def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    # Not `exc.detail`: Litestar puts the request's path and query in it, which may carry a psn_no.
     extra = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in (exc.extra or []) if isinstance(e, dict))
-    return Response(ErrorBody("invalid_parameter", f"{exc.detail}{': ' + extra if extra else ''}"), status_code=400)
+    return Response(ErrorBody("invalid_parameter", f"invalid parameters{': ' + extra if extra else ''}"),
+                    status_code=400)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error}
+def _unavailable(_: Request, exc: Exception) -> Response[ErrorBody]:
+    """PostgreSQL or NATS is down (or restarting): a 503 the caller can retry, not a 500 with a stack."""
+    log.warning("read_unavailable", error=repr(exc)[:500])
+    return Response(ErrorBody("unavailable", f"the read models cannot be reached now, try again: "
+                                             f"{type(exc).__name__}"), status_code=503)
+
+
+# What a dead or restarting server raises on the read path (asyncpg pool, nats-py requests).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError, nats.errors.TimeoutError, nats.errors.NoRespondersError,
+    nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError,
+    nats.js.errors.ServiceUnavailableError)
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException: _validation_error,
+                                      **{error: _unavailable for error in UNAVAILABLE_ERRORS}}
 
 
 def db_of(deps: Any) -> Any:
@@ -69,9 +94,9 @@ _heads: dict[int, tuple[float, int]] = {}
 
 
 async def stream_head(deps: Any) -> int | None:
-    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS."""
+    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS or while it is down."""
     js = getattr(deps, "js", None)
-    if js is None:
+    if js is None or not js._nc.is_connected:     # NATS down: the reads still answer, lag unknown
         return None
     now = time.monotonic()
     cached = _heads.get(id(js))
@@ -103,6 +128,15 @@ def parse_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return (0, -1)
     seq, _, idx = cursor.partition(".")
-    if not (seq.isdigit() and idx.isdigit()):
-        raise bad(f"cursor {cursor!r} is not one this API gave")
+    if not (seq.isdigit() and idx.isdigit() and int(seq) <= _SEQ_MAX and int(idx) < 2**31):
+        raise bad("cursor is not one this API gave")
     return int(seq), int(idx)
+
+
+def parse_seq_cursor(cursor: str | None) -> int:
+    """Cursors that are one stream sequence."""
+    if cursor is None:
+        return 0
+    if not (cursor.isdigit() and int(cursor) <= _SEQ_MAX):
+        raise bad("cursor is not one this API gave")
+    return int(cursor)

@@ -3,9 +3,9 @@
 Nothing is written to the ledger. Each stored commit is turned back into the
 inbound message that caused it (settlements from their `SettlementFacts` via
 `settlement_of`/`hospital_of`, identities, enrolments, cancels, grants, year
-ends), and run in the original order through the one decision path (`Handler`)
-over a `MemoryStore`, with the pack version the commit names (or the what-if
-pack). The new events are then compared with the stored ones.
+ends), and run in the original order through the one decision path (`Handler`,
+one per pack version) over a `MemoryStore`, with the pack version the commit
+names (or the what-if pack). The new events are then compared with the stored ones.
 """
 from __future__ import annotations
 
@@ -65,33 +65,47 @@ def inbound_of(commit: ev.Commit) -> Inbound | None:
 
 
 class PersonReplay:
-    """One person's replay: a private store and one engine per pack version used."""
+    """One person's replay: a private store, and one Handler per pack version the commits name.
+
+    The handlers share the store (the person's state) and one clock, which reads the time each stored
+    commit was recorded at, so every re-decision runs under the pack and at the time of the original.
+    """
 
     def __init__(self, library: PackLibrary):
         self.library = library
         self.store = MemoryStore()
-        ids = itertools.count(1)
-        self.handler = Handler(Engine(PackSet([])), self.store, new_id=lambda: f"audit-{next(ids)}")
+        self._ids = itertools.count(1)
+        self._now = dt.datetime.now(dt.timezone.utc)
+        self._handlers: dict[tuple[str, str] | None, Handler] = {}
         self.packs_seen: dict[str, Pack] = {}
         self.facts: dict[str, ev.SettlementFacts] = {}
 
-    def _engine(self, commit: ev.Commit) -> tuple[Engine, str | None]:
+    def _handler(self, packs: list[Pack], named: tuple[str, str] | None) -> Handler:
+        found = self._handlers.get(named) if named is not None else None
+        if found is None:
+            found = Handler(Engine(PackSet(packs)), self.store, clock=lambda: self._now,
+                            new_id=lambda: f"audit-{next(self._ids)}")
+            if named is not None:
+                self._handlers[named] = found
+        return found
+
+    def _handler_for(self, commit: ev.Commit) -> tuple[Handler | None, str | None]:
         named = next(((e.pack, e.pack_version) for e in commit.events if e.pack), None)
-        if named is not None:
-            pack = self.library.resolve(*named)
-            if pack is None:
-                return Engine(PackSet([])), f"pack {named[0]} version {named[1]} is not in the audit's pack library"
-            self.packs_seen[pack.id] = pack
-            return Engine(PackSet([pack])), None
-        return Engine(PackSet(list(self.packs_seen.values()))), None   # year end: the packs of the settlements
+        if named is None:                   # year end: the packs of the settlements seen so far
+            return self._handler(list(self.packs_seen.values()), None), None
+        pack = self.library.resolve(*named)
+        if pack is None:
+            return None, f"pack {named[0]} version {named[1]} is not in the audit's pack library"
+        self.packs_seen[pack.id] = pack
+        return self._handler([pack], named), None
 
     async def replay(self, seq: int, commit: ev.Commit) -> tuple[list[ev.LedgerEvent], list, str | None]:
         """(new events, results, why not recomputed) for one stored commit."""
         message = inbound_of(commit)
         if message is None:
             return [], [], None
-        engine, missing = self._engine(commit)
-        if missing:
+        handler, missing = self._handler_for(commit)
+        if handler is None:
             return [], [], missing
         first = commit.events[0]
         if isinstance(first, ev.SettlementFacts):
@@ -99,10 +113,9 @@ class PersonReplay:
             self.store.ref.hospitals[first.fixmedins_code] = hospital_of(first)
             if first.after_year_close:     # the close was the area's, not on this person's subject
                 self.store.ref.closed_years.add((area_prefix(first.admdvs), first.year))
-        self.handler.engine = engine
-        self.handler.clock = lambda: first.recorded_at or dt.datetime.now(dt.timezone.utc)
+        self._now = first.recorded_at or dt.datetime.now(dt.timezone.utc)
         before = len(self.store.commits)
-        results = await self.handler.handle(encode_message(message), source="audit")
+        results = await handler.handle(encode_message(message), source="audit")
         events = [e for psn, c in self.store.commits[before:] if psn is not None for e in c.events]
         return events, results, None
 

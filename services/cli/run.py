@@ -19,7 +19,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import structlog
 import uvicorn
@@ -68,10 +69,42 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def start_read_side(ledger: Any, database_url: str, tokens: Mapping[str, str],
+                          **monitor: Any) -> tuple[Any, Any]:
+    """The read side next to `ledger`, and what the HTTP API is given: migrations, a first integrity
+    check — told to the adjudicator before it takes a message (ADR 0010) — then the projector and
+    the monitor in the background."""
+    from projections.service import ReadSide
+    from services.api.app import ApiDeps
+    settings = ledger.settings
+    read_side = await ReadSide(database_url, ledger.js, ledger.seal_key, metrics=ledger.metrics,
+                               replicas=settings.stream_replicas, **monitor).start()
+    if ledger.guard is not None:
+        await ledger.guard.refresh()
+    from services.ingest import oversize
+
+    def submit(raw: bytes, source: str, transport: str) -> Any:
+        # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
+        return oversize.decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
+
+    def dead_letter(raw: bytes, source: str, code: str, message: str, transport: str) -> Any:
+        return oversize.dead_letter(ledger.adjudicator, raw, source, code, message, transport)
+
+    deps = ApiDeps(submit=submit, dead_letter=dead_letter, tokens=tokens, metrics=ledger.metrics,
+                   publish_extra=ledger.publish_extra, taking_messages=lambda: ledger.taking_messages,
+                   nc=ledger.nc, js=ledger.js, db=ledger.db, person_key=ledger.person_key, settings=settings,
+                   ready_checks=[read_side.lag_check, read_side.integrity_check], seal_key=ledger.seal_key,
+                   integrity=read_side.monitor)
+    return read_side, deps
+
+
 async def _run(settings: Settings, options: object) -> int:
-    from services.api.app import ApiDeps, create_app
+    from services.api.app import create_app
     from services.bootstrap import bootstrap
     from services.runtime.embedded import embedded_servers
+    from services.runtime.nats_users import redact_url
+    from services.runtime.provision import provision_streams
+    from services.runtime.supervisor import Backoff
     from services.runtime.secrets import role_tokens
 
     loop = asyncio.get_running_loop()
@@ -104,23 +137,26 @@ async def _run(settings: Settings, options: object) -> int:
         return 1
     http_port = sock.getsockname()[1]
     status = 0
+    users_existed = settings.nats_users_path.exists()
     try:
-        async with embedded_servers(settings) as (nats_url, database_url):
+        backoff = Backoff(initial=options.restart_delay, maximum=max(10.0, options.restart_delay))  # type: ignore[attr-defined]
+        async with embedded_servers(settings, backoff=backoff) as (nats_url, database_url):
+            if settings.nats_url is None:
+                log.info("nats_users", path=str(settings.nats_users_path.resolve()), generated=not users_existed,
+                         users=["platform", "ledger", "admin", "sys"])
+            elif settings.nats_admin_url is not None:   # embedded NATS set its streams up at start
+                await provision_streams(settings.nats_admin_url, replicas=settings.stream_replicas,
+                                        feed=options.feed)  # type: ignore[attr-defined]
             ledger = await bootstrap(settings, nats_url=nats_url, database_url=database_url,
                                      options=options)  # type: ignore[arg-type]
             server: _Server | None = None
             http_task: asyncio.Task | None = None
             read_side = None
             try:
-                from projections.service import ReadSide
                 from services.api.supervision import read_routers
-                read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
-                deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=tokens, metrics=ledger.metrics,
-                               publish_extra=ledger.publish_extra,
-                               taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
-                               db=ledger.db, person_key=ledger.person_key, settings=settings,
-                               ready_checks=[read_side.lag_check])
-                config = uvicorn.Config(create_app(deps, routers=read_routers()), log_config=None, access_log=False, lifespan="on",
+                from services.console.plugin import ConsolePlugin
+                read_side, deps = await start_read_side(ledger, database_url, tokens)
+                config = uvicorn.Config(create_app(deps, routers=read_routers(), plugins=[ConsolePlugin(deps)]), log_config=None, access_log=False, lifespan="on",
                                         server_header=False, timeout_graceful_shutdown=10)
                 server = _Server(config)
                 http_task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -131,10 +167,11 @@ async def _run(settings: Settings, options: object) -> int:
                     await asyncio.sleep(0.02)
                 await ledger.start_transports()
                 url = f"http://{settings.http_host}:{http_port}"
-                log.info("ready", http=url, nats=nats_url, data_dir=str(settings.data_dir.resolve()),
+                log.info("ready", http=url, nats=redact_url(nats_url), data_dir=str(settings.data_dir.resolve()),
                          embedded_nats=settings.nats_url is None, embedded_postgres=settings.database_url is None)
-                print(f"claims-ledger ready: HTTP {url}  NATS {nats_url}  tokens {settings.tokens_path}",
-                      flush=True)
+                users = "" if settings.nats_url else f"  NATS users {settings.nats_users_path}"
+                print(f"claims-ledger ready: HTTP {url}  NATS {redact_url(nats_url)}  tokens {settings.tokens_path}"
+                      f"{users}", flush=True)
                 waiter = asyncio.create_task(stop.wait())
                 await asyncio.wait({waiter, http_task}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()

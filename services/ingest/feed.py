@@ -11,7 +11,14 @@ redelivery after ``ack_wait`` and, the decision being already stored, a
 ``duplicate`` answer — never a second payment. A message whose handling
 raises is nak'd with a growing delay; on its last allowed delivery
 (``max_deliver``) it is dead-lettered as ``poison_message`` (a MessageRejected
-with its raw bytes on ``ledger.ref.rejected``) and term()'d.
+with its raw bytes on ``ledger.ref.rejected``) and term()'d. An error that only
+says it cannot be decided now (NATS away, a JetStream ack not in time:
+`outbound.not_decided_now`) is retried as long as it takes and never makes a
+poison message: the server redelivers without limit, the threshold is ours. A message the
+ledger refuses to decide because the stream is held (`LedgerHeld`, ADR 0010)
+is neither: it is kept in progress (``+WPI``, so it is not redelivered and its
+delivery count does not grow) and tried again every `hold_retry` seconds
+until the hold is lifted or the feed stops.
 
 The pull loop is our own rather than nats-py's ``fetch()``: ``fetch(n)``
 returns a partial batch only when its timeout expires, which adds up to the
@@ -36,9 +43,12 @@ from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
+from services.adjudicator.store import LedgerHeld
 from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
                                       subscribe_direct)
-from services.ingest.outbound import ResultPublisher
+from services.ingest.outbound import ResultPublisher, not_decided_now
+from services.ingest.oversize import decide
+from services.runtime.provision import read_only
 
 log = structlog.get_logger(component="ledger.feed")
 
@@ -60,6 +70,7 @@ class FeedConfig:
     expires: float = 30.0           # pull request lifetime
     heartbeat: float = 5.0          # idle heartbeat of a pull request
     nak_delay: float = 1.0          # first retry delay; doubles per try, at most 30 s
+    hold_retry: float = 2.0         # while the ledger is held: seconds between tries (kept in progress)
     replicas: int = 1
 
     @classmethod
@@ -82,8 +93,8 @@ class FeedConfig:
                    replicas=num("LEDGER_FEED_REPLICAS", cls.replicas, int))
 
 
-async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
-    """Create (or check) the inbound work-queue stream and create-or-update the durable pull consumer."""
+async def ensure_inbound_stream(js: Any, config: FeedConfig = FeedConfig()) -> None:
+    """Create (or check) the inbound work-queue stream (creating needs NATS admin rights)."""
     try:
         info = await js.stream_info(config.stream)
     except NotFoundError:
@@ -95,9 +106,16 @@ async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
         if info.config.retention != RetentionPolicy.WORK_QUEUE:
             raise RuntimeError(f"stream {config.stream} exists with {info.config.retention} retention; "
                                "the inbound feed needs a work queue")
+
+
+async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
+    """Check the inbound stream and create-or-update the durable pull consumer."""
+    await ensure_inbound_stream(js, config)
     await js.add_consumer(config.stream, ConsumerConfig(
         name=config.durable, durable_name=config.durable, ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=config.ack_wait, max_deliver=config.max_deliver, max_ack_pending=config.max_ack_pending,
+        # No limit at the server: a message NATS could not store now is tried as long as it takes; the
+        # poison threshold (`max_deliver`) is the feed's, counted only while deciding it crashes.
+        ack_wait=config.ack_wait, max_deliver=-1, max_ack_pending=config.max_ack_pending,
         filter_subjects=list(config.subjects) if len(config.subjects) > 1 else None,
         filter_subject=config.subjects[0] if len(config.subjects) == 1 else None))
 
@@ -118,11 +136,12 @@ class FeedConsumer:
         self._watchdog: asyncio.Task | None = None
         self._stopping = False
         self._pull_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{config.stream}.{config.durable}"
+        self._not_now = not_decided_now()
         self._inbox = ""
         self.processed = 0
 
     async def start(self) -> None:
-        await ensure_inbound(self.js, self.config)
+        await ensure_inbound(read_only(self.js), self.config)   # the services never create streams
         self._inbox = self.nc.new_inbox()
         self._sub = await subscribe_direct(self.nc, self._inbox, self._on_msg)
         self._watchdog = asyncio.create_task(self._watch())
@@ -164,11 +183,19 @@ class FeedConsumer:
                 if msg_id:
                     headers["Ledger-Msg-Id"] = msg_id
             source = f"nats:{msg.subject}"
-            try:
-                results = await self.adjudicator.submit(msg.data, source, "feed")
-            except Exception as exc:
-                await self._failed(msg, source, headers, exc)
-                return
+            while True:
+                try:
+                    results = await decide(self.adjudicator, msg.data, source, "feed")
+                    break
+                except LedgerHeld:
+                    if not await self._held(msg):
+                        return                                # stopping: redelivered after ack_wait
+                except self._not_now as exc:                  # not decided now: again later, never poison
+                    await self._retry(msg, headers, exc)
+                    return
+                except Exception as exc:
+                    await self._failed(msg, source, headers, exc)
+                    return
             await self.publisher.publish(results, headers)
             await send(self.nc, msg.reply, b"")               # +ACK (an empty payload), last
             self.processed += 1
@@ -179,18 +206,34 @@ class FeedConsumer:
             if not self._stopping:
                 await self._pull()
 
+    async def _held(self, msg: Any) -> bool:
+        """Not decided, not dead-lettered: keep the message ours for `hold_retry` seconds; False when stopping."""
+        await msg.in_progress()
+        deadline = asyncio.get_running_loop().time() + self.config.hold_retry
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return True
+            await asyncio.sleep(min(left, 0.5))
+        return False
+
+    async def _retry(self, msg: Any, headers: dict[str, str], exc: BaseException) -> None:
+        delivered = delivery_count(msg)
+        delay = min(self.config.nak_delay * 2 ** (min(delivered, 16) - 1), 30.0)
+        log.warning("decision_failed_retrying", inbound_seq=headers["Ledger-Inbound-Seq"], delivered=delivered,
+                    delay=delay, error=redact(repr(exc), msg.data))
+        if self.metrics is not None:
+            self.metrics.redeliveries.inc()
+        await msg.nak(delay=delay)
+
     async def _failed(self, msg: Any, source: str, headers: dict[str, str], exc: Exception) -> None:
+        """Deciding raised: tried again until the last of `max_deliver` deliveries, then a poison message."""
         delivered = delivery_count(msg)
         seq = headers["Ledger-Inbound-Seq"]
         if delivered < self.config.max_deliver:
-            delay = min(self.config.nak_delay * 2 ** (delivered - 1), 30.0)
-            log.warning("decision_failed_retrying", inbound_seq=seq, delivered=delivered, delay=delay,
-                        error=redact(repr(exc), msg.data))
-            if self.metrics is not None:
-                self.metrics.redeliveries.inc()
-            await msg.nak(delay=delay)
+            await self._retry(msg, headers, exc)
             return
-        why = f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}"[:1000]
+        why = redact(f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}", msg.data)
         try:
             results = await self.adjudicator.dead_letter(msg.data, source, codes.POISON_MESSAGE, why, "feed")
             await self.publisher.publish(results, headers)

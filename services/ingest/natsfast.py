@@ -18,9 +18,15 @@ What this uses of nats-py (read in its source, pinned by the tests):
 * ``Client._send_command`` + ``Client._flush_pending`` is what ``publish`` does
   after validating; the ``PUB``/``HPUB`` lines are those of ``nats.protocol.command``.
 
-Everything here degrades to nothing new: subjects are ours (valid by
-construction), headers are plain ASCII we build, and a connection that is
-closed raises ``ConnectionClosedError`` like ``publish`` does.
+What ``publish`` checks, `send` checks too (ADR 0012): a closed or draining
+connection, ``max_payload`` (headers included, as the server counts; over it
+the server would close the whole connection) and, while reconnecting, the
+client's ``pending_size``. Subjects are ours (valid by construction) and
+headers plain ASCII we build, so those are not re-validated. What the direct
+dispatch gives up — nats-py's per-subscription pending limits — each
+subscriber bounds itself: the RPC server sheds past its in-flight limit, the
+feed and the projector's reader by their pull credit. tests/unit/
+test_natsfast_pins.py pins every internal named here.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ from typing import Any
 
 import msgspec
 import structlog
-from nats.errors import ConnectionClosedError
+from nats.errors import (ConnectionClosedError, ConnectionDrainingError, ConnectionReconnectingError, MaxPayloadError,
+                         OutboundBufferLimitError)
 from nats.js.errors import APIError, NoStreamResponseError
 
 log = structlog.get_logger(component="ledger.natsfast")
@@ -116,8 +123,12 @@ class PullCredit:
         return None if status in ("404", "408") else f"{status} {headers.get('Description', '')}".strip()
 
     def lapsed(self, heartbeat: float) -> bool:
-        if self.outstanding and time.monotonic() - self.heard > 2 * heartbeat + 1:
+        """Forget requests not heard of for two heartbeats; the next lapse is two heartbeats later,
+        so a loop asking again each second after a reconnect does not pile requests up."""
+        now = time.monotonic()
+        if self.outstanding and now - self.heard > 2 * heartbeat + 1:
             self.outstanding = 0
+            self.heard = now
             return True
         return False
 
@@ -150,32 +161,62 @@ def headers_bytes(headers: Mapping[str, str]) -> bytes:
     return b"".join(parts)
 
 
+def command(subject: str, payload: bytes, headers: bytes | None = None, reply: str = "") -> bytes:
+    """The ``PUB``/``HPUB`` protocol line of ``nats.protocol.command``, with one copy of the payload."""
+    if headers:
+        return b"".join((f"HPUB {subject} {reply} {len(headers)} {len(headers) + len(payload)}\r\n".encode(),
+                         headers, payload, _CRLF))
+    return b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, _CRLF))
+
+
 async def send(nc: Any, subject: str, payload: bytes, headers: bytes | None = None, reply: str = "") -> None:
-    """Publish like ``nc.publish`` without re-validating what we built ourselves."""
+    """Publish like ``nc.publish`` without re-validating what we built ourselves.
+
+    Keeps ``publish``'s limits: an over-size message raises ``MaxPayloadError``
+    before a byte is written (the server would close the whole connection on
+    it), and while reconnecting the buffer is bounded by the client's
+    ``pending_size`` (``OutboundBufferLimitError``).
+    """
     if nc.is_closed:
         raise ConnectionClosedError
-    if headers:     # as nats.protocol.command.hpub_cmd, with one copy of the payload instead of three
-        cmd = b"".join((f"HPUB {subject} {reply} {len(headers)} {len(headers) + len(payload)}\r\n".encode(),
-                        headers, payload, _CRLF))
-    else:
-        cmd = b"".join((f"PUB {subject} {reply} {len(payload)}\r\n".encode(), payload, _CRLF))
+    if nc.is_draining_pubs:
+        raise ConnectionDrainingError
+    size = len(payload) + (len(headers) if headers else 0)
+    if size > nc.max_payload:
+        raise MaxPayloadError
+    if not nc.is_connected and size + nc._pending_data_size > nc._max_pending_size:
+        raise OutboundBufferLimitError
     nc.stats["out_msgs"] += 1
     nc.stats["out_bytes"] += len(payload)
-    await nc._send_command(cmd)
+    await nc._send_command(command(subject, payload, headers, reply))
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
 
 
-def _expect(expected: int | None) -> bytes | None:
+def expect_header(expected: int | None) -> bytes | None:
     return None if expected is None else headers_bytes({EXPECTED_LAST_SUBJECT_SEQ: str(expected)})
 
 
-class JetStreamPublisher:
-    """JetStream publishes awaiting their PubAck through one wildcard inbox, timed out by one sweeper."""
+class NotConnected(ConnectionReconnectingError):
+    """NATS is not connected now: nothing was sent; the caller answers ``unavailable``."""
 
-    def __init__(self, nc: Any, timeout: float = 5.0):
+
+MAX_OUTSTANDING = 128     # publishes awaiting their PubAck at once; see JetStreamPublisher
+
+
+class JetStreamPublisher:
+    """JetStream publishes awaiting their PubAck through one wildcard inbox, timed out by one sweeper.
+
+    At most `max_outstanding` wait at once; the others wait their turn before they are sent. Under
+    ``sync_interval: always`` the server stores a stream's messages one fsync after another, so a
+    thousand publishes sent together on a slow disk (6 ms an fsync) would wait six seconds for their
+    ack and time out, though they are being stored (bench_peer saw it); the timeout counts from the send.
+    """
+
+    def __init__(self, nc: Any, timeout: float = 5.0, max_outstanding: int = MAX_OUTSTANDING):
         self.nc = nc
         self.timeout = timeout
+        self._turns = asyncio.Semaphore(max_outstanding)
         self._inbox = ""
         self._prefix_len = 0
         self._pending: dict[str, tuple[asyncio.Future, float]] = {}
@@ -203,16 +244,25 @@ class JetStreamPublisher:
         self._pending.clear()
 
     async def publish(self, subject: str, payload: bytes, headers: bytes | None = None) -> int:
-        """Store one message; returns its stream sequence. Raises nats.js.errors.APIError as ``js.publish``."""
-        token = str(next(self._ids))
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending[token] = (fut, loop.time() + self.timeout)
-        try:
-            await send(self.nc, subject, payload, headers, self._inbox + token)
-            data = await fut
-        finally:
-            self._pending.pop(token, None)
+        """Store one message; returns its stream sequence. Raises nats.js.errors.APIError as ``js.publish``.
+
+        Refuses at once while NATS is disconnected (`NotConnected`): nats-py would buffer the
+        publish until it reconnects, and the caller would wait for an ack that may never come.
+        """
+        if not self.nc.is_connected:
+            raise NotConnected
+        async with self._turns:
+            if not self.nc.is_connected:
+                raise NotConnected
+            token = str(next(self._ids))
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            self._pending[token] = (fut, loop.time() + self.timeout)
+            try:
+                await send(self.nc, subject, payload, headers, self._inbox + token)
+                data = await fut
+            finally:
+                self._pending.pop(token, None)
         ack = _DECODE.decode(data)
         error = ack.get("error")
         if error is not None:
@@ -227,7 +277,7 @@ class JetStreamPublisher:
         """
         if len(messages) == 1:
             subject, payload, expected = messages[0]
-            return await self.publish(subject, payload, _expect(expected))
+            return await self.publish(subject, payload, expect_header(expected))
         batch_id = secrets.token_hex(12)
         token = str(next(self._ids))
         loop = asyncio.get_running_loop()
@@ -261,10 +311,20 @@ class JetStreamPublisher:
             entry[0].set_result(msg.data)
 
     async def _sweep(self) -> None:
+        """Time out publishes past their deadline, and every one when the connection dropped.
+
+        After a disconnect an ack may never come (the server died with the message, or
+        before it); the caller answers ``unavailable`` now instead of at the deadline. The
+        message may still have been stored: the store forgets that person and reloads.
+        """
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(0.25, self.timeout / 4))
-            now = loop.time()
+            await asyncio.sleep(min(0.1, self.timeout / 4))
+            now, connected = loop.time(), self.nc.is_connected
             for fut, deadline in list(self._pending.values()):
-                if deadline < now and not fut.done():
+                if fut.done():
+                    continue
+                if not connected:
+                    fut.set_exception(NotConnected())
+                elif deadline < now:
                     fut.set_exception(asyncio.TimeoutError())

@@ -12,6 +12,7 @@ import msgspec
 
 from events import codes
 from events import ledger as ev
+from events.limits import bounded, kept
 from events.messages import (Enrolment, Inbound, Medins, PsnIdentity, Settlement, SettlementCancel, TiltedGrant,
                              YearClose, encode_message)
 from events.results import MedinsResult, Reason
@@ -63,8 +64,14 @@ class Engine:
 
     def reject(self, reason: Reason, msg_type: str | None, fields: dict, ctx: Context, raw: bytes,
                source: str = "") -> Decision:
-        """Bad input is never lost: a rejected result plus a dead letter on `ledger.ref.rejected`."""
-        event = ev.MessageRejected(code=reason.code, message=reason.message, msg_type=msg_type, raw=raw, source=source)
+        """Bad input is never lost: a rejected result plus a dead letter on `ledger.ref.rejected`.
+
+        The sentence is bounded and an oversized message kept as its first bytes (`events.limits`), so a
+        dead letter always fits in a commit.
+        """
+        reason = bounded(reason)
+        event = ev.MessageRejected(code=reason.code, message=reason.message, msg_type=msg_type, raw=kept(raw),
+                                   source=source)
         return Decision(stamp([event], ctx, None, None), [rejected_result(reason, msg_type, fields)],
                         ref_kind="rejected")
 

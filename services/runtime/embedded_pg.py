@@ -7,6 +7,7 @@ the behaviours others rely on (unix socket URL, shared handles, root user).
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from services.runtime.processes import alive as _alive
+from services.runtime.processes import exit_status as _exit_status
 from services.runtime.processes import tail as _tail
 
 
@@ -52,6 +54,36 @@ class EmbeddedPostgres:
     url: str
     data_dir: Path
     server: Any = field(repr=False)
+    name: str = "postgres"
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (first line of ``PGDATA/postmaster.pid`` when it started)."""
+        info = self.server._postmaster_info
+        return info.pid if info is not None else None
+
+    def exit_status(self) -> int | None:
+        pid = self.pid
+        return None if pid is None else _exit_status(pid)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start postgres again on the same PGDATA and socket, once the dead postmaster is gone.
+
+        Not our child: until its parent (init) reaps it, a killed postmaster is a zombie whose
+        pid still "exists", and postgres refuses to start over the lock file naming it (it
+        also refuses while an orphaned backend still holds the old shared memory). Both
+        clear by themselves within seconds; the supervisor's backoff retries until then.
+        """
+        pid = self.pid
+        deadline = time.monotonic() + timeout
+        while pid is not None and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid is not None and _alive(pid):
+            raise RuntimeError(f"the dead postmaster (pid {pid}) is not reaped yet; postgres would not start")
+        pgserver = _import_pgserver()
+        with pgserver.PostgresServer._lock:
+            self.server.ensure_postgres_running()
+        self.url = _socket_url(self.server)
 
     def stop(self) -> None:
         """Stop postgres (``pg_ctl stop -w``) unless another live process still holds a handle."""

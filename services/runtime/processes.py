@@ -45,3 +45,26 @@ def process_name(pid: int) -> str | None:
         return psutil.Process(pid).name()
     except Exception:
         return None
+
+
+def exit_status(pid: int) -> int | None:
+    """None while ``pid`` runs; else its exit code (negative: killed by that signal), -1 if unknown.
+
+    For a process that is not our child (a daemonised postmaster): a zombie is
+    dead although ``kill(pid, 0)`` still succeeds, and its wait status is in
+    field 52 of ``/proc/<pid>/stat`` until its parent reaps it.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return -1
+    except OSError:
+        return None if alive(pid) else -1
+    fields = stat[stat.rindex(")") + 2:].split()   # after "pid (comm) ": state is field 3
+    if fields[0] not in ("Z", "X"):
+        return None
+    try:
+        status = int(fields[49])                    # field 52: exit_code, as waitpid(2) reports it
+    except (IndexError, ValueError):
+        return -1
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)

@@ -29,13 +29,16 @@ _MIN_SECRET_LEN = 16
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the ledger's servers and data are; ``None`` means "embedded/generated"."""
 
-    nats_url: str | None = None
+    nats_url: str | None = None          # the services' NATS user (``ledger``), e.g. nats://ledger:<password>@host:4222
+    nats_admin_url: str | None = None    # LEDGER_NATS_ADMIN_URL: a NATS admin; `ledger run` then sets up the streams
+    nats_nkey_seed: Path | None = None   # LEDGER_NATS_NKEY_SEED: nkey seed file of the services' NATS user
     database_url: str | None = None
     data_dir: Path = Path(".ledger")
     nats_port: int = 4222
     http_port: int = 8000
     http_host: str = "127.0.0.1"
     person_key_secret: str | None = None
+    seal_secret: str | None = None      # LEDGER_SEAL_SECRET: the key commits are sealed with (ADR 0010)
     tokens_file: Path | None = None
     token_platform: str | None = None
     token_supervisor: str | None = None
@@ -48,6 +51,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Where `POST /v1/audits` looks up `pack_dir`/`what_if_dir` names: LEDGER_PACK_ARCHIVE or
         ``<data_dir>/pack-archive`` (one sub-directory of pack files per name)."""
         return self.pack_archive if self.pack_archive is not None else self.data_dir / "pack-archive"
+
+    @property
+    def nats_users_path(self) -> Path:
+        """The embedded server's NATS users and passwords: ``<data_dir>/nats-users.json``."""
+        return self.data_dir / "nats-users.json"
+
+    @property
+    def nats_auth(self) -> dict[str, str]:
+        """nats-py connect options for credentials not in the URL (an nkey seed file)."""
+        return {"nkeys_seed": str(self.nats_nkey_seed)} if self.nats_nkey_seed is not None else {}
 
     @property
     def tokens_path(self) -> Path:
@@ -123,17 +136,23 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     data_dir = Path(_get(env, "LEDGER_DATA_DIR") or ".ledger").expanduser()
     tokens_file = _get(env, "LEDGER_TOKENS_FILE")
     pack_archive = _get(env, "LEDGER_PACK_ARCHIVE")
+    nkey_seed = _get(env, "LEDGER_NATS_NKEY_SEED")
+    if nkey_seed is not None and not Path(nkey_seed).expanduser().is_file():
+        raise ValueError("LEDGER_NATS_NKEY_SEED must name a readable nkey seed file")
     http_host = _get(env, "LEDGER_HTTP_HOST") or "127.0.0.1"
     if any(ch.isspace() for ch in http_host) or "/" in http_host:
         raise ValueError(f"LEDGER_HTTP_HOST must be a host name or IP address, got {http_host!r}")
     return Settings(
         nats_url=_url(env, "NATS_URL", _NATS_SCHEMES),
+        nats_admin_url=_url(env, "LEDGER_NATS_ADMIN_URL", _NATS_SCHEMES),
+        nats_nkey_seed=Path(nkey_seed).expanduser() if nkey_seed else None,
         database_url=_url(env, "DATABASE_URL", _PG_SCHEMES),
         data_dir=data_dir,
         nats_port=_port(env, "LEDGER_NATS_PORT", 4222),
         http_port=_port(env, "LEDGER_HTTP_PORT", 8000),
         http_host=http_host,
         person_key_secret=_secret(env, "LEDGER_PERSON_KEY_SECRET", _MIN_SECRET_LEN),
+        seal_secret=_secret(env, "LEDGER_SEAL_SECRET", _MIN_SECRET_LEN),
         tokens_file=Path(tokens_file).expanduser() if tokens_file else None,
         token_platform=_secret(env, "LEDGER_TOKEN_PLATFORM"),
         token_supervisor=_secret(env, "LEDGER_TOKEN_SUPERVISOR"),

@@ -6,6 +6,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from services.runtime.settings import Settings
 from services.runtime.stream import PERSON_SUBJECT, read_subject
 
 SECRET = "integration-test-person-key-secret"
+SEAL_SECRET = "integration-test-seal-secret-0123"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,7 +42,7 @@ class Clock:
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, person_key_secret=SECRET)
+    return Settings(data_dir=data_dir, person_key_secret=SECRET, seal_secret=SEAL_SECRET)
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +123,8 @@ def shared_paid(commits: list[ev.Commit]) -> Decimal:
 
 def worker_env(nats_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
-    env.update(NATS_URL=nats_url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_DATA_DIR=str(data_dir),
+    env.update(NATS_URL=nats_url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_SEAL_SECRET=SEAL_SECRET,
+               LEDGER_DATA_DIR=str(data_dir),
                LEDGER_LOG_LEVEL="debug", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
@@ -151,3 +155,65 @@ def stop_process(proc: subprocess.Popen, timeout: float = 20) -> int:
             proc.kill()
             proc.wait(timeout)
     return proc.returncode
+
+
+async def ledger_run(data_dir: Path, **extra: str) -> tuple[subprocess.Popen, str]:
+    """`ledger run` as a process (any free HTTP and NATS port); returns it and its ``claims-ledger ready`` line.
+
+    Its stderr (JSON logs) goes to ``<data_dir>/../ledger-run.log``; raises with that log if it exits first.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT="0",
+               LEDGER_LOG_LEVEL="info", PYTHONUNBUFFERED="1", **extra)
+    log_path = data_dir.parent / "ledger-run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=log)
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
+    if not line.startswith(b"claims-ledger ready"):
+        stop_process(proc)
+        raise RuntimeError(f"ledger run did not start: {line!r}\n{log_path.read_text()}")
+    return proc, line.decode().strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ledger_run(data_dir: Path, port: int, *, stderr: Any = subprocess.PIPE, **extra: str) -> subprocess.Popen:
+    """A real `ledger run` (embedded servers unless ``NATS_URL``/``DATABASE_URL`` are in ``extra``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT=str(port),
+               LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=stderr)
+
+
+async def wait_ready(http: Any, proc: subprocess.Popen, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "ledger run exited"
+        try:
+            if (await http.get("/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise TimeoutError("ledger run did not become ready")
+
+
+def sigint(proc: subprocess.Popen, timeout: float = 60) -> int:
+    """Stop `ledger run` as Ctrl-C does; its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise

@@ -10,36 +10,34 @@ from typing import Any
 import nats
 import pytest
 
-from events.ledger import COMMIT_ENCODER
 from projections.catalog import PROJECTIONS
 from projections.db import migrated_pool
 from projections.decode import decode_message
 from projections.model import MemoryTables
 from projections.runner import Projector
-from projections.sample import subject_of
+from projections.sample import stored_commit
 from services.runtime.stream import ensure_ledger_stream
 
 SECRET = b"read-side-integration-secret-0001"
+SEAL_KEY = b"read-side-integration-seal-key-01"
 
 
 async def publish(js: Any, store: Any, start: int = 0, stop: int | None = None) -> int:
-    """Publish store.commits[start:stop] to their subjects; returns the last stream sequence."""
-    acks = [await js.publish_async(subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
-            for p, c in store.commits[start:stop]]
+    """Publish store.commits[start:stop] to their subjects, sealed; returns the last stream sequence."""
+    acks = [await js.publish_async(*stored_commit(p, c, SECRET, SEAL_KEY)) for p, c in store.commits[start:stop]]
     done = await asyncio.gather(*acks)
     return done[-1].seq if done else 0
 
 
 def expected_tables(store: Any, names: list[str] | None = None) -> dict[str, dict]:
     """The read models as the pure folds give them for the store's commits (sequence = position)."""
-    return expected_from_stored([(subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c)) for p, c in store.commits],
-                                names)
+    return expected_from_stored([stored_commit(p, c, SECRET, SEAL_KEY) for p, c in store.commits], names)
 
 
 def expected_from_stored(stored: list[tuple[str, bytes]], names: list[str] | None = None) -> dict[str, dict]:
-    """The same for (subject, stored bytes) pairs, published in that order."""
+    """The same for (subject, sealed stored bytes) pairs, published in that order."""
     model = MemoryTables()
-    msgs = [decode_message(i, subject, data) for i, (subject, data) in enumerate(stored, 1)]
+    msgs = [decode_message(i, subject, data, SEAL_KEY) for i, (subject, data) in enumerate(stored, 1)]
     for name in names or list(PROJECTIONS):
         projection = PROJECTIONS[name]
         state = projection.new_state()
@@ -92,6 +90,7 @@ async def project_until(dsn: str, pool: Any, js: Any, last: int, names: list[str
     done = await checkpoints(pool)
     if done and min(done.values()) >= last:
         stop.set()
+    kwargs.setdefault("seal_key", SEAL_KEY)
     projector = Projector(dsn, pool, js, names, on_batch=lambda seq: stop.set() if seq >= last else None, **kwargs)
     await asyncio.wait_for(projector.run(stop), timeout)
     return projector

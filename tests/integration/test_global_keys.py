@@ -16,18 +16,18 @@ def key(psn_no: str) -> str:
 
 
 async def test_two_persons_racing_for_one_setl_id_give_exactly_one_settled(
-        fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
+        fresh_nats_url: str, fresh_nc, fresh_platform_nc, tmp_path: Path) -> None:
     workers = [await start_worker(fresh_nats_url, tmp_path) for _ in range(2)]
     pairs = 50
     try:
-        await rpc(fresh_nc, s.dumps(s.medins()), "medins")
+        await rpc(fresh_platform_nc, s.dumps(s.medins()), "medins")
         for psn in ("TWIN-A", "TWIN-B"):
-            await rpc(fresh_nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
-            await rpc(fresh_nc, s.dumps(s.enrolment(psn)), "enrolment")
+            await rpc(fresh_platform_nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
+            await rpc(fresh_platform_nc, s.dumps(s.enrolment(psn)), "enrolment")
         bodies = [s.dumps(s.settlement(f"SHARED-{i:02d}", psn, total="9000.00", ooc="0"))
                   for i in range(pairs) for psn in ("TWIN-A", "TWIN-B")]
-        replies = await asyncio.gather(*(rpc(fresh_nc, b, timeout=30) for b in bodies))
-        again = await rpc(fresh_nc, bodies[0], timeout=30)       # a resend by its first sender, or not
+        replies = await asyncio.gather(*(rpc(fresh_platform_nc, b, timeout=30) for b in bodies))
+        again = await rpc(fresh_platform_nc, bodies[0], timeout=30)       # a resend by its first sender, or not
     finally:
         codes = [stop_process(w) for w in workers]
     assert codes == [0, 0]
@@ -49,16 +49,16 @@ async def test_two_persons_racing_for_one_setl_id_give_exactly_one_settled(
     assert len(dead) >= pairs                                     # every refusal kept as a dead letter
 
 
-async def test_a_grant_id_is_paid_once_across_persons(fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
+async def test_a_grant_id_is_paid_once_across_persons(fresh_nats_url: str, fresh_platform_nc, tmp_path: Path) -> None:
     worker = await start_worker(fresh_nats_url, tmp_path)
     try:
         for psn in ("G-A", "G-B"):
-            await rpc(fresh_nc, s.dumps(s.enrolment(psn)), "enrolment")
+            await rpc(fresh_platform_nc, s.dumps(s.enrolment(psn)), "enrolment")
         grant = {"msg_type": "tilted_grant", "grant_id": "GR-1", "admdvs": s.AREA, "year": 2022,
                  "amount": "1000.00", "approval_no": "APR-1", "approved_on": "2022-09-01"}
-        first = await rpc(fresh_nc, s.dumps({**grant, "psn_no": "G-A"}), "tilted_grant")
-        second = await rpc(fresh_nc, s.dumps({**grant, "psn_no": "G-B"}), "tilted_grant")
-        repeat = await rpc(fresh_nc, s.dumps({**grant, "psn_no": "G-A"}), "tilted_grant")
+        first = await rpc(fresh_platform_nc, s.dumps({**grant, "psn_no": "G-A"}), "tilted_grant")
+        second = await rpc(fresh_platform_nc, s.dumps({**grant, "psn_no": "G-B"}), "tilted_grant")
+        repeat = await rpc(fresh_platform_nc, s.dumps({**grant, "psn_no": "G-A"}), "tilted_grant")
     finally:
         assert stop_process(worker) == 0
     assert (first["result"], first["granted"]) == ("settled", "1000.00")

@@ -26,12 +26,12 @@ def late_case(psn: str) -> tuple[list[tuple[dict, str]], dict]:
 
 
 async def test_a_late_grant_answers_with_its_adjustments_on_every_transport(
-        fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
+        fresh_nats_url: str, fresh_platform_nc, tmp_path: Path) -> None:
     async with running_ledger(fresh_nats_url, tmp_path) as ledger:
         deps = ApiDeps(submit=ledger.adjudicator.submit, tokens=TOKENS, metrics=ledger.metrics,
                        publish_extra=ledger.publish_extra, nc=ledger.nc)
-        out = await Collector().start(fresh_nc, "ledger.out.settlement_adjustment")
-        await rpc(fresh_nc, s.dumps(s.medins()), "medins")
+        out = await Collector().start(fresh_platform_nc, "ledger.out.settlement_adjustment")
+        await rpc(fresh_platform_nc, s.dumps(s.medins()), "medins")
         transport = httpx.ASGITransport(app=create_app(deps))
         async with httpx.AsyncClient(transport=transport, base_url="http://ledger") as http:
             setup, grant = late_case("BY-HTTP")
@@ -40,8 +40,8 @@ async def test_a_late_grant_answers_with_its_adjustments_on_every_transport(
             by_http = (await http.post("/v1/messages", content=s.dumps(grant), headers=AUTH)).json()
         setup, grant = late_case("BY-RPC")
         for body, msg_type in setup:
-            await rpc(fresh_nc, s.dumps(body), msg_type)
-        by_rpc = await rpc(fresh_nc, s.dumps(grant), "psn_identity")
+            await rpc(fresh_platform_nc, s.dumps(body), msg_type)
+        by_rpc = await rpc(fresh_platform_nc, s.dumps(grant), "psn_identity")
         await out.wait_for(lambda msgs: len(msgs) >= 2)
     for reply, psn in ((by_http, "BY-HTTP"), (by_rpc, "BY-RPC")):
         assert (reply["msg_type"], reply["result"]) == ("identity_result", "recorded")

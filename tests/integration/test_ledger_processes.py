@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 
 from events import ledger as ev
-from ledger_support import (REPO, SECRET, Collector, person_from_stream, rpc, shared_paid, start_worker,
-                            stop_process)
+from ledger_support import (SECRET, Collector, free_port, person_from_stream, rpc, shared_paid, sigint,
+                            start_ledger_run, start_worker, stop_process, wait_ready)
 from services.adjudicator import samples as s
 from services.runtime.secrets import person_key
 
@@ -27,24 +22,25 @@ def key(psn_no: str) -> str:
     return person_key(SECRET.encode(), psn_no)
 
 
-async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
+async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, fresh_nc, fresh_platform_nc,
+                                                     tmp_path: Path) -> None:
     workers = [await start_worker(fresh_nats_url, tmp_path) for _ in range(2)]
     try:
         psn = "CAP-1"
-        await rpc(fresh_nc, s.dumps(s.medins()), "medins")
-        await rpc(fresh_nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
-        await rpc(fresh_nc, s.dumps(s.enrolment(psn)), "enrolment")
+        await rpc(fresh_platform_nc, s.dumps(s.medins()), "medins")
+        await rpc(fresh_platform_nc, s.dumps(s.identity(psn, "dibao")), "psn_identity")
+        await rpc(fresh_platform_nc, s.dumps(s.enrolment(psn)), "enrolment")
         used = Decimal(0)
         n = 0
         while used < CAP - Decimal("8000"):             # bring the person near the cap
-            result = await rpc(fresh_nc, s.dumps(s.settlement(f"PRE-{n}", psn, total="60000.00", ooc="0")))
+            result = await rpc(fresh_platform_nc, s.dumps(s.settlement(f"PRE-{n}", psn, total="60000.00", ooc="0")))
             used = Decimal(result["cap"]["used"])
             n += 1
         assert used < CAP
 
         bodies = [s.dumps(s.settlement(f"RACE-{i:02d}", psn, total="9000.00", ooc="0", day="2022-06-01"))
                   for i in range(50)]
-        replies = await asyncio.gather(*(rpc(fresh_nc, b, timeout=30) for b in bodies))
+        replies = await asyncio.gather(*(rpc(fresh_platform_nc, b, timeout=30) for b in bodies))
     finally:
         codes = [stop_process(w) for w in workers]
     assert codes == [0, 0]
@@ -65,18 +61,20 @@ async def test_two_adjudicators_never_exceed_the_cap(fresh_nats_url: str, fresh_
 
 
 async def test_kill_9_during_a_feed_loses_nothing_and_pays_nothing_twice(
-        fresh_nats_url: str, fresh_nc, tmp_path: Path) -> None:
+        fresh_nats_url: str, fresh_nc, fresh_platform_nc, tmp_path: Path) -> None:
     persons, count = 20, 400
     js = fresh_nc.jetstream()
-    out = await Collector().start(fresh_nc, "ledger.out.settlement_result")
+    out = await Collector().start(fresh_platform_nc, "ledger.out.settlement_result")
     first = await start_worker(fresh_nats_url, tmp_path, LEDGER_FEED_ACK_WAIT="2")
     second = None
     try:
         for line in s.setup_lines(persons, prefix="K"):
             msg_type = json.loads(line)["msg_type"]
-            await rpc(fresh_nc, line, msg_type)
+            await rpc(fresh_platform_nc, line, msg_type)
         lines = list(s.settlement_lines(count, persons, prefix="K", id_prefix="K"))
-        acks = await asyncio.gather(*[await js.publish_async("platform.in.settlement", line) for line in lines])
+        platform_js = fresh_platform_nc.jetstream()
+        acks = await asyncio.gather(*[await platform_js.publish_async("platform.in.settlement", line)
+                                      for line in lines])
         assert len(acks) == count
         await out.wait_for(lambda msgs: len(msgs) >= count // 4)
         first.send_signal(signal.SIGKILL)                  # mid-feed: decided, maybe stored, not acked
@@ -107,49 +105,13 @@ async def test_kill_9_during_a_feed_loses_nothing_and_pays_nothing_twice(
     assert all(all(x == answers[0] for x in answers) for answers in by_key.values())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_ledger_run(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
-    env.update(LEDGER_DATA_DIR=str(data_dir), LEDGER_NATS_PORT="0", LEDGER_HTTP_PORT=str(port),
-               LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-async def _wait_ready(http: httpx.AsyncClient, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            if (await http.get("/ready")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise TimeoutError("ledger run did not become ready")
-
-
-def _sigint(proc: subprocess.Popen, timeout: float = 60) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-
-
 async def test_ledger_run_smoke(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "data", _free_port()
+    data_dir, port = tmp_path / "data", free_port()
     settlement = s.dumps(s.settlement("RUN-1", "RUN-P", total="25000.00"))
-    proc = _start_ledger_run(data_dir, port)
+    proc = start_ledger_run(data_dir, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _wait_ready(http, proc)
+            await wait_ready(http, proc)
             tokens = json.loads((data_dir / "tokens.json").read_text())
             assert set(tokens) == {"platform", "supervisor", "admin"}
             auth = {"Authorization": f"Bearer {tokens['platform']}"}
@@ -161,17 +123,17 @@ async def test_ledger_run_smoke(tmp_path: Path) -> None:
             assert "ledger_decision_seconds" in (await http.get("/metrics")).text
             assert (await http.get("/schema/openapi.json")).status_code == 200
     finally:
-        code = _sigint(proc)
+        code = sigint(proc)
     assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
     assert b"claims-ledger ready" in (proc.stdout.read() if proc.stdout else b"")
 
-    proc = _start_ledger_run(data_dir, port)              # resumes on the same data
+    proc = start_ledger_run(data_dir, port)              # resumes on the same data
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            await _wait_ready(http, proc)
+            await wait_ready(http, proc)
             auth = {"Authorization": f"Bearer {tokens['platform']}"}
             again = (await http.post("/v1/messages", content=settlement, headers=auth)).json()
     finally:
-        code = _sigint(proc)
+        code = sigint(proc)
     assert code == 0
     assert again == {**first, "result": "duplicate"}

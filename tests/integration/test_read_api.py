@@ -3,6 +3,7 @@ then every read, audit, verify and redrive route over HTTP, with their 400/401/4
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 from decimal import Decimal
@@ -19,7 +20,7 @@ from services.audit import job
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
-from readside_helpers import SECRET, checkpoints
+from readside_helpers import SEAL_KEY, SECRET, checkpoints
 
 TOKENS = {"platform": "tok-platform", "supervisor": "tok-supervisor", "admin": "tok-admin"}
 SUP = {"Authorization": "Bearer tok-supervisor"}
@@ -52,32 +53,39 @@ FEED = [
 ]
 
 
-@pytest.fixture
-async def api(env, tmp_path):
-    store = JetStreamStore(env.js, SECRET)
+@contextlib.asynccontextmanager
+async def decided(env, tmp_path):
+    """FEED decided by the real Handler into JetStream and projected: the ApiDeps a read app is built on."""
+    store = JetStreamStore(env.js, SECRET, seal_key=SEAL_KEY)
     await store.start()
     handler = Handler(Engine(PackSet.from_dir()), store)
     for raw in FEED:
         await handler.handle(raw, source="test")
     last = (await env.js.stream_info("LEDGER")).state.last_seq
     stop = asyncio.Event()
-    projector = asyncio.create_task(Projector(env.dsn, env.pool, env.js, takeover_every=0.1).run(stop))
+    projector = asyncio.create_task(Projector(env.dsn, env.pool, env.js, takeover_every=0.1, seal_key=SEAL_KEY).run(stop))
     for _ in range(200):
         if (await checkpoints(env.pool)) and min((await checkpoints(env.pool)).values()) >= last:
             break
         await asyncio.sleep(0.02)
     archive = tmp_path / "pack-archive"
     shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
-    deps = ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source), tokens=TOKENS, nc=env.nc,
-                   js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                   extras={"projection_lag_ttl": 0, "pack_archive": archive})
-    app = create_app(deps, routers=read_routers())
-    # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
-        yield client
+    yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source),
+                  dead_letter=lambda raw, source, code, why, transport: handler.dead_letter(raw, source, code, why),
+                  tokens=TOKENS, nc=env.nc, js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
+                  seal_key=SEAL_KEY, extras={"projection_lag_ttl": 0, "pack_archive": archive})
     stop.set()
     await projector
     await store.close()
+
+
+@pytest.fixture
+async def api(env, tmp_path):
+    async with decided(env, tmp_path) as deps:
+        app = create_app(deps, routers=read_routers())
+        # httpx on this loop (Litestar's test client runs the app on a thread of its own, away from the pool's loop)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as client:
+            yield client
 
 
 def _error(response, status: int, code: str) -> None:
@@ -244,7 +252,7 @@ async def test_openapi_documents_the_read_routes(api) -> None:
     paths = r.json()["paths"]
     for path in ("/v1/persons/{psn_no}/years/{year}", "/v1/persons/{psn_no}/events", "/v1/settlements/{setl_id}",
                  "/v1/funds/flows", "/v1/warnings", "/v1/dead-letters", "/v1/dead-letters/{dead_letter_id}/redrive",
-                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections"):
+                 "/v1/audits", "/v1/audits/{audit_id}", "/v1/verify", "/v1/projections", "/v1/overview"):
         assert path in paths, path
 
 
@@ -274,3 +282,16 @@ async def test_an_audit_whose_process_stopped_is_reported_failed_not_running(api
     await asyncio.gather(*job._RUNNING, return_exceptions=True)
     body = (await api.get(f"/v1/audits/{audit_id}", headers=SUP)).json()
     assert body["status"] == "failed" and body["error"].startswith("interrupted: the process running it stopped")
+
+
+async def test_overview_counts_decisions_warnings_and_waiting_dead_letters(api) -> None:
+    r = await api.get("/v1/overview", headers=SUP)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert r.headers["X-Projection-Lag"] == "0" and body["projection_lag"] == 0
+    assert body["decisions_today"] == body["decisions_this_year"] == len(FEED)     # one commit per message
+    assert body["warnings_active"] == 1 and body["dead_letters_pending"] == 2 and body["dead_letters_failed"] == 0
+    listed = (await api.get("/v1/dead-letters", params={"code": "not_enrolled"}, headers=SUP)).json()
+    assert (await api.post(f"/v1/dead-letters/{listed['dead_letters'][0]['id']}/redrive", headers=ADMIN)).json()["ok"]
+    assert (await api.get("/v1/overview", headers=SUP)).json()["dead_letters_pending"] == 1
+    assert (await api.get("/v1/overview", headers={"Authorization": "Bearer tok-platform"})).status_code == 403

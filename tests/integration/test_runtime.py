@@ -7,6 +7,7 @@ import json
 import re
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +16,9 @@ import pytest
 from nats.js.api import StorageType
 from nats.js.errors import BadRequestError
 
-from services.runtime.embedded import embedded_servers, start_nats
+from services.bootstrap import bootstrap
+from services.runtime.embedded import EmbeddedProcess, embedded_servers, start_nats
+from services.runtime.provision import StreamSetupNeeded, read_only
 from services.runtime.secrets import person_key, person_key_secret, role_tokens
 from services.runtime.settings import Settings, load_settings
 from services.runtime.stream import (
@@ -36,8 +39,20 @@ def _mode(path: Path) -> int:
 # --- the stream -------------------------------------------------------------
 
 
-async def test_ensure_ledger_stream_creates_with_guard_rails(js) -> None:
-    info = await ensure_ledger_stream(js)
+@pytest.fixture
+def bare_nats(tmp_path: Path) -> Iterator[EmbeddedProcess]:
+    """A private server whose streams nobody has set up yet."""
+    server = start_nats(tmp_path, port=0, provision=False)
+    yield server
+    server.stop()
+
+
+async def test_ensure_ledger_stream_creates_with_guard_rails(bare_nats: EmbeddedProcess) -> None:
+    admin = await nats.connect(bare_nats.url_for("admin"))
+    try:
+        info = await ensure_ledger_stream(admin.jetstream())
+    finally:
+        await admin.close()
     cfg = info.config
     assert cfg.name == STREAM
     assert cfg.subjects == ["ledger.person.*", "ledger.ref.*", "ledger.ref.key.*"]
@@ -46,12 +61,16 @@ async def test_ensure_ledger_stream_creates_with_guard_rails(js) -> None:
     assert cfg.duplicate_window == 120.0
     assert (cfg.max_msgs, cfg.max_bytes, cfg.max_age, cfg.max_msgs_per_subject) == (-1, -1, 0.0, -1)
 
-    again = await ensure_ledger_stream(js)  # idempotent
+    nc = await nats.connect(bare_nats.url)                 # the services: the same check, nothing to change
+    try:
+        again = await ensure_ledger_stream(read_only(nc.jetstream()))
+    finally:
+        await nc.close()
     assert again.config == cfg
 
 
-async def test_ensure_ledger_stream_repairs_an_existing_stream(fresh_nats_url: str) -> None:
-    nc = await nats.connect(fresh_nats_url)
+async def test_ensure_ledger_stream_repairs_an_existing_stream(bare_nats: EmbeddedProcess) -> None:
+    nc = await nats.connect(bare_nats.url_for("admin"))
     try:
         js = nc.jetstream()
         await js.add_stream(name=STREAM, subjects=["ledger.person.*", "ops.*"], storage="file", max_age=60)
@@ -62,8 +81,8 @@ async def test_ensure_ledger_stream_repairs_an_existing_stream(fresh_nats_url: s
         await nc.close()
 
 
-async def test_ensure_ledger_stream_refuses_memory_storage(fresh_nats_url: str) -> None:
-    nc = await nats.connect(fresh_nats_url)
+async def test_ensure_ledger_stream_refuses_memory_storage(bare_nats: EmbeddedProcess) -> None:
+    nc = await nats.connect(bare_nats.url_for("admin"))
     try:
         js = nc.jetstream()
         await js.add_stream(name=STREAM, subjects=["ledger.person.*"], storage="memory")
@@ -71,6 +90,21 @@ async def test_ensure_ledger_stream_refuses_memory_storage(fresh_nats_url: str) 
             await ensure_ledger_stream(js)
     finally:
         await nc.close()
+
+
+async def test_the_services_refuse_a_missing_or_wrong_stream_naming_it(bare_nats: EmbeddedProcess,
+                                                                        tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "ledger", person_key_secret="s" * 32)
+    with pytest.raises(StreamSetupNeeded, match="stream LEDGER does not exist; .*ledger setup-streams"):
+        await bootstrap(settings, nats_url=bare_nats.url, connect_db=False)
+
+    admin = await nats.connect(bare_nats.url_for("admin"))
+    try:
+        await admin.jetstream().add_stream(name=STREAM, subjects=["ledger.person.*"], storage="file", max_age=60)
+    finally:
+        await admin.close()
+    with pytest.raises(StreamSetupNeeded, match=r"stream LEDGER differs .* in .*deny_delete.*max_age.*subjects"):
+        await bootstrap(settings, nats_url=bare_nats.url, connect_db=False)
 
 
 async def test_expected_last_subject_sequence_rejects_a_stale_writer(js, unique: str) -> None:
@@ -155,7 +189,7 @@ async def test_embedded_nats_resumes_on_same_data_dir(tmp_path: Path) -> None:
 async def test_embedded_servers_start_and_resume_both(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, nats_port=0)
     async with embedded_servers(settings) as (nats_url, database_url):
-        assert nats_url.startswith("nats://127.0.0.1:")
+        assert nats_url.startswith("nats://ledger:") and "@127.0.0.1:" in nats_url
         conn = await asyncpg.connect(database_url)
         await conn.execute("CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
         await conn.close()

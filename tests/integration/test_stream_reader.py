@@ -8,7 +8,7 @@ from projections.source import StreamGap, StreamReader
 
 
 async def _stream(js, unique: str, n: int) -> str:
-    """A stream shaped like LEDGER (every subject under `ledger.`) but deletable, with `n` messages."""
+    """A stream shaped like LEDGER (every subject under `ledger.`) but deletable, with `n` messages (``js``: admin)."""
     name = f"READER_{unique}"
     await js.add_stream(StreamConfig(name=name, subjects=[f"ledger.r{unique}.>"]))
     for i in range(1, n + 1):
@@ -16,8 +16,8 @@ async def _stream(js, unique: str, n: int) -> str:
     return name
 
 
-async def test_reads_everything_in_order_in_bounded_batches_from_any_start(js, unique: str) -> None:
-    stream = await _stream(js, unique, 2500)
+async def test_reads_everything_in_order_in_bounded_batches_from_any_start(js, admin_js, unique: str) -> None:
+    stream = await _stream(admin_js, unique, 2500)
     seen = []
     async with StreamReader(js, 1, stream=stream, max_batch=300) as reader:
         while len(seen) < 2500:
@@ -33,9 +33,9 @@ async def test_reads_everything_in_order_in_bounded_batches_from_any_start(js, u
     assert (await js.stream_info(stream)).state.consumer_count == 0  # each reader removed its consumer
 
 
-async def test_a_missing_sequence_is_a_gap_not_a_skip(js, unique: str) -> None:
-    stream = await _stream(js, unique, 10)
-    await js.delete_msg(stream, 4)
+async def test_a_missing_sequence_is_a_gap_not_a_skip(js, admin_js, unique: str) -> None:
+    stream = await _stream(admin_js, unique, 10)
+    await admin_js.delete_msg(stream, 4)
     async with StreamReader(js, 1, stream=stream, max_batch=100) as reader:
         with pytest.raises(StreamGap, match="expected sequence 4, got 5"):
             while True:
