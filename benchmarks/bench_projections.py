@@ -153,7 +153,7 @@ def _fold_alone(batches: list) -> float:
     return sum(map(len, batches)) / (time.process_time() - started)
 
 
-def _lean_alone(batches: list) -> float:
+async def _lean_alone(batches: list) -> float:
     """The same for a rebuild's lean path (one share of everything): decode only what each projection
     needs and make its COPY lines and merged upserts, in memory (msg/s of CPU time)."""
     fold = ShareFold([p.name for p in select(None)], Share(0, 1, 1, 10**12), 10**12, SEAL_SECRET.encode())
@@ -161,7 +161,7 @@ def _lean_alone(batches: list) -> float:
     for raws in batches:
         msgs, escapes = fold.decode(raws)
         rows = Rows()
-        fold.fold(asyncio.run(fold.heads.screen(None, msgs)), escapes, (rows, [], [], [], []))
+        fold.fold(await fold.heads.screen(None, msgs), escapes, (rows, [], [], [], []))
         for _table, _add, _put, merged in rows.merged():
             [csv_line(r) for r in merged]
     return sum(map(len, batches)) / (time.process_time() - started)
@@ -222,7 +222,7 @@ async def run(args: Any) -> list[Row]:
                   flush=True)
             last = await last_sequence(js)
             pull, kept = await _pull_read(js, last, keep=100_000)
-            alone, lean = _fold_alone(kept), _lean_alone(kept)
+            alone, lean = _fold_alone(kept), await _lean_alone(kept)
             del kept
             env = {**os.environ, "NATS_URL": nats_server.url, "DATABASE_URL": pg.url,
                    "LEDGER_PERSON_KEY_SECRET": SECRET, "LEDGER_SEAL_SECRET": SEAL_SECRET,
