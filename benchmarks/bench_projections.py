@@ -207,7 +207,7 @@ async def _settle(url: str) -> None:
 
 
 async def run(args: Any) -> list[Row]:
-    wanted = 50_000 if args.quick else 1_000_000
+    wanted = getattr(args, "events", None) or (50_000 if args.quick else 1_000_000)
     rebuilds: dict[int, tuple] = {}        # workers → raw, summary, rss, cpu, wall, other processes' CPU
     with tempfile.TemporaryDirectory(prefix="bench-projections-") as tmp:
         nats_server = start_nats(Path(tmp), port=0, sync_always=False)
