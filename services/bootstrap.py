@@ -29,9 +29,11 @@ import structlog
 from services.adjudicator.handler import Handler, utc_now
 from services.adjudicator.service import Adjudicator
 from services.adjudicator.store import Store
-from services.ingest.feed import FeedConfig, FeedConsumer
-from services.ingest.outbound import ResultPublisher
-from services.ingest.rpc import RpcServer
+from services.nats.feed import FeedConsumer
+from services.nats.feed_config import FeedConfig
+from services.nats.results import ResultPublisher
+from services.nats.rpc import RpcServer
+from services.nats.connect import connect as connect_nats
 from services.observability import Metrics
 from services.pauses import watch_gc, watch_loop_lag
 from services.policy.engine import Engine
@@ -197,30 +199,6 @@ def correlation_ids() -> Callable[[], str]:
     return lambda: f"{prefix}{next(counter):012x}"
 
 
-PING_INTERVAL = 2.0     # seconds: a paused or partitioned server is noticed in ~6 s, not nats-py's 4 min (ADR 0012)
-
-
-async def connect_nats(url: str, name: str = "claims-ledger", **auth: Any) -> Any:
-    """Connect with reconnects; ``auth`` adds nats-py credentials beside those in the URL (``nkeys_seed``)."""
-    import nats
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", error=repr(exc))
-
-    async def on_disconnect() -> None:
-        log.info("nats_disconnected")
-
-    async def on_reconnect() -> None:
-        log.info("nats_reconnected")
-
-    # Ping every 2 s, stale after 2 unanswered: a server that is paused (SIGSTOP, a VM freeze) keeps
-    # its socket open, and with nats-py's default (120 s) the ledger would wait on it for minutes
-    # instead of moving to another node of the cluster.
-    return await nats.connect(
-        servers=[u.strip() for u in url.split(",")], name=name, max_reconnect_attempts=-1,
-        reconnect_time_wait=1, connect_timeout=5, pending_size=64 * 1024 * 1024,
-        ping_interval=PING_INTERVAL, max_outstanding_pings=2,
-        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **auth)
 
 
 async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = None,
@@ -256,13 +234,13 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
         if store is None:
             if js is None:
                 raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
-            from services.adjudicator.jetstream_store import JetStreamStore
-            from services.ingest.natsfast import JetStreamPublisher
+            from services.nats.store import JetStreamStore
+            from services.nats.publisher import JetStreamPublisher
             from services.integrity.guard import IntegrityGuard
-            from services.runtime.provision import read_only
-            from services.runtime.stream import ensure_ledger_stream
+            from services.nats.provision import read_only
+            from services.nats.streams import ensure_ledger_stream
 
-            from services.adjudicator.pack_activation import activate_packs
+            from services.nats.pack_activation import activate_packs
 
             # check only: the services may not change it (3 replicas on an R3 cluster, LEDGER_STREAM_REPLICAS)
             await ensure_ledger_stream(read_only(js), replicas=settings.stream_replicas)

@@ -35,7 +35,7 @@ from events.limits import Body
 from events.results import Outbound, Result, encode_result
 from services.adjudicator.service import redact
 from services.api.responses import AUTH
-from services.ingest.outbound import ERROR_HEADER, Unavailable, unavailable
+from services.nats.results import ERROR_HEADER, Unavailable, unavailable
 
 log = structlog.get_logger(component="ledger.http")
 

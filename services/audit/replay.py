@@ -17,7 +17,7 @@ from events import ledger as ev
 from events.messages import (Enrolment, Inbound, PsnIdentity, SettlementCancel, TiltedGrant, YearClose,
                              encode_message)
 from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
+from services.memory.store import MemoryStore
 from services.audit.compare import Difference, Scope, compare_commit
 from services.audit.packs import PackLibrary
 from services.policy.engine import Engine

@@ -20,7 +20,7 @@ from events import codes
 from events.limits import MAX_MESSAGE_BYTES, Body
 from events.results import Outbound, encode_result
 from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
+from services.memory.store import MemoryStore
 from services.adjudicator.service import redact
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet

@@ -81,7 +81,7 @@ async def start_read_side(ledger: Any, database_url: str, tokens: Mapping[str, s
                                replicas=settings.stream_replicas, **monitor).start()
     if ledger.guard is not None:
         await ledger.guard.refresh()
-    from services.ingest import oversize
+    from services.nats import oversize
 
     def submit(raw: bytes, source: str, transport: str) -> Any:
         # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
@@ -103,7 +103,7 @@ async def _run(settings: Settings, options: object) -> int:
     from services.bootstrap import bootstrap
     from services.runtime.embedded import embedded_servers
     from services.runtime.nats_users import redact_url
-    from services.runtime.provision import provision_streams
+    from services.nats.provision import provision_streams
     from services.runtime.supervisor import Backoff
     from services.runtime.secrets import role_tokens
 

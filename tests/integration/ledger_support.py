@@ -20,10 +20,11 @@ from typing import Any
 from events import ledger as ev
 from events.upcast import decode_commit
 from services.bootstrap import Ledger, RuntimeOptions, bootstrap
-from services.ingest.feed import FeedConfig
+from services.nats.feed_config import FeedConfig
 from services.policy.state import Person, apply_commit
 from services.runtime.settings import Settings
-from services.runtime.stream import PERSON_SUBJECT, read_subject
+from events.subjects import PERSON_SUBJECT
+from services.nats.reads import read_subject
 
 SECRET = "integration-test-person-key-secret"
 SEAL_SECRET = "integration-test-seal-secret-0123"

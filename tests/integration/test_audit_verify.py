@@ -13,7 +13,7 @@ import pytest
 from events import ledger as ev
 from events.chain import encode_sealed, event_hash
 from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
+from services.memory.store import MemoryStore
 from services.audit.job import AuditRequest, run_audit
 from services.audit.packs import PackLibrary
 from services.policy.engine import Engine

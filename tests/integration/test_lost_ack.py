@@ -8,13 +8,13 @@ import datetime as dt
 
 import msgspec
 
-from services.adjudicator import samples as s
+from events import samples as s
 from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
-from services.ingest.natsfast import JetStreamPublisher
+from services.nats.store import JetStreamStore
+from services.nats.publisher import JetStreamPublisher
 from services.policy.engine import Engine
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET, SEAL = b"lost-ack-secret-0123456789abcdef", b"lost-ack-seal-0123456789abcdef01"
 

@@ -13,7 +13,7 @@ import httpx
 
 from projections.runner import Projector
 from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
+from services.nats.store import JetStreamStore
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
 from services.audit import job

@@ -5,10 +5,10 @@ import asyncio
 import datetime as dt
 
 from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
+from services.nats.store import JetStreamStore
 from services.policy.engine import Engine
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET = b"reference-follow-secret-0123"
 SEAL_KEY = b"reference-follow-seal-key-0123"
