@@ -73,7 +73,7 @@ async def decided(env, tmp_path):
     yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source),
                   dead_letter=lambda raw, source, code, why, transport: handler.dead_letter(raw, source, code, why),
                   tokens=TOKENS, nc=env.nc, js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                  seal_key=SEAL_KEY, extras={"projection_lag_ttl": 0, "pack_archive": archive})
+                  seal_key=SEAL_KEY, projection_lag_ttl=0, pack_archive=archive)
     stop.set()
     await projector
     await store.close()
