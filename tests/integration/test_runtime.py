@@ -16,7 +16,7 @@ import pytest
 from nats.js.api import StorageType
 from nats.js.errors import BadRequestError
 
-from services.bootstrap import bootstrap
+from services.compose.process import bootstrap
 from services.runtime.embedded import EmbeddedProcess, embedded_servers, start_nats
 from services.nats.provision import read_only, StreamSetupNeeded
 from services.runtime.secrets import person_key, person_key_secret, role_tokens
