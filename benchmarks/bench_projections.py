@@ -47,7 +47,7 @@ from projections.sql import csv_line
 from projections.source import StreamReader, last_sequence
 from services.runtime.embedded import start_nats, start_postgres
 from services.runtime.secrets import person_key
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-projections-person-key-secret-01"
