@@ -30,10 +30,11 @@ import msgspec
 
 from events.chain import check_sealed, read_view
 from events.ledger import Event
+from events.subjects import PERSON_PREFIX
 from events.upcast import UPCASTERS, decode_event
 from projections.model import Message
 
-PERSON_PREFIX = "ledger.person."
+__all__ = ["PERSON_PREFIX", "LeanDecoder", "decode_message", "merge_needs", "person_key_of", "sealed_message"]
 EVENT_TYPES: tuple[type, ...] = typing.get_args(Event)
 _AS_TEXT = (Decimal, dt.date, dt.datetime)      # sent to PostgreSQL as the stored string
 _ENCODE = msgspec.json.Encoder().encode

@@ -37,7 +37,7 @@ from projections.source import StreamReader
 from projections.sql import copy_lines, needs_escaping, shapes, write_merged, write_staged
 from projections.trail import (DEAD_LETTER, DEAD_LETTER_NEEDS, FORGED_MESSAGE, LEDGER_COMMIT, LEDGER_EVENT,
                                TRAIL_NEEDS, commit_line, dead_letter_lines, forged_line, trail_lines)
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 TEXT = {"format": "text"}
 PERSON_AT = len(PERSON_PREFIX)

@@ -38,7 +38,7 @@ from projections.sql import write
 from projections.workers import Connect, Job, load_all
 from events.chain import seal_key_id
 from services.integrity.baseline import check_baseline
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 class RebuildBusy(RuntimeError):

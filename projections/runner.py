@@ -38,7 +38,7 @@ from projections.sql import write
 from services.integrity.baseline import StreamLoss, check_baseline, gate, remembered
 from services.integrity.findings import Finding
 from services.integrity.observe import see_stream
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 log = logging.getLogger("ledger.projector")
 alarm = structlog.get_logger(component="ledger.projector")

@@ -32,8 +32,8 @@ class NatsAt:
 
     @contextlib.asynccontextmanager
     async def __call__(self):
-        import nats
-        nc = await nats.connect(self.url)
+        from services.nats.connect import connect_command
+        nc = await connect_command(self.url, "claims-ledger-rebuild")
         try:
             yield types.SimpleNamespace(js=nc.jetstream())
         finally:
