@@ -117,7 +117,11 @@ def _error(proc: Any, receive: Any) -> str:
 
 
 def _child(job: Job, share: Share, board: Any, send: Any) -> None:
-    """A worker process: connect as `job.connect` says, load `share`, report through `board`."""
+    """A worker process: connect as `job.connect` says, load `share`, report through `board`. A spawned
+    interpreter starts with structlog's defaults (stdout): its log lines, alarms included, go to stderr as
+    the `ledger` command's do, so stdout stays the parent's --json."""
+    from services.observability import configure_logging
+    configure_logging()
     try:
         asyncio.run(_child_load(job, share, board))
         send.send(None)
