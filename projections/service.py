@@ -17,8 +17,10 @@ READY_LAG = 10_000      # /ready fails while a projection is further behind than
 
 
 class ReadSide:
-    def __init__(self, dsn: str, js: Any):
-        self.dsn, self.js = dsn, js
+    """``project=False``: migrate and report lag, but leave projecting to `ledger project` processes."""
+
+    def __init__(self, dsn: str, js: Any, *, project: bool = True):
+        self.dsn, self.js, self.project = dsn, js, project
         self.pool: Any = None
         self.projector: Projector | None = None
         self._stop = asyncio.Event()
@@ -26,6 +28,8 @@ class ReadSide:
 
     async def start(self) -> ReadSide:
         self.pool = await migrated_pool(self.dsn, max_size=2)
+        if not self.project:
+            return self
         self.projector = Projector(self.dsn, self.pool, self.js)
         self._task = asyncio.create_task(self.projector.run(self._stop), name="projector")
         return self

@@ -51,6 +51,8 @@ class RuntimeOptions:
     rpc_max_inflight: int = 1024               # LEDGER_RPC_MAX_INFLIGHT: requests decided at once; more are shed
     restart_delay: float = 0.1                 # LEDGER_RESTART_DELAY: seconds before restarting a dead embedded
                                                # server (doubles per failed try, at most 10 s)
+    projector: bool = True                     # LEDGER_PROJECTOR=off: `ledger run` serves the read models but
+                                               # does not project them (`ledger project` processes do)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -61,6 +63,9 @@ class RuntimeOptions:
         freeze = (env.get("LEDGER_GC_FREEZE_INTERVAL") or "").strip()
         restart = (env.get("LEDGER_RESTART_DELAY") or "").strip()
         rpc_inflight = (env.get("LEDGER_RPC_MAX_INFLIGHT") or "").strip()
+        projector = (env.get("LEDGER_PROJECTOR") or "on").strip().lower()
+        if projector not in ("on", "off"):
+            raise ValueError(f"LEDGER_PROJECTOR must be on or off, got {projector!r}")
         try:
             rpc_max_inflight = int(rpc_inflight) if rpc_inflight else cls.rpc_max_inflight
             person_cache = int(cache) if cache else cls.person_cache
@@ -76,7 +81,7 @@ class RuntimeOptions:
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
                    gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
-                   rpc_max_inflight=rpc_max_inflight,
+                   rpc_max_inflight=rpc_max_inflight, projector=projector == "on",
                    feed=FeedConfig.from_env(env))
 
 

@@ -129,7 +129,8 @@ async def _run(settings: Settings, options: object) -> int:
                 from services.ingest.oversize import decide
                 from services.api.supervision import read_routers
                 from services.console.plugin import ConsolePlugin
-                read_side = await ReadSide(database_url, ledger.js).start()   # migrations, then the projector
+                read_side = await ReadSide(database_url, ledger.js,
+                                           project=options.projector).start()  # type: ignore[attr-defined]   # migrations, then the projector
                 def submit(raw: bytes, source: str, transport: str) -> Any:
                     # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
                     return decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
