@@ -50,7 +50,9 @@ async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
         pg = start_postgres(settings.data_dir)
         database_url = pg.url
     try:
-        nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=3, **settings.nats_auth)
+        # A cluster's NATS_URL lists its servers with commas; nats-py takes them as a list only.
+        nc = await nats.connect(servers=[u.strip() for u in nats_url.split(",")], connect_timeout=3,
+                                max_reconnect_attempts=3, **settings.nats_auth)
     except Exception as exc:
         if pg is not None:
             pg.stop()
