@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration bench replay-examples clean browser
+.PHONY: install run test test-unit test-integration bench chaos replay-examples clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-integration: $(STAMP) browser
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every fault of issue 10 on real processes (benchmarks/chaos/, ADR 0014): <= 15 min on 2 cores,
+# a table on the terminal, benchmarks/results/chaos.json. CHAOS_ARGS=--quick for a smoke run.
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
 replay-examples: $(STAMP)
 	$(BIN)/ledger replay examples/linfen-2022.jsonl

@@ -1,0 +1,203 @@
+"""Soak (issue 10 part 6): 1,000,000 settlements through one `ledger run`, its RSS sampled all along.
+
+Why: every server runs ``gc.freeze()`` every 0.25 s and never undoes it
+(services/bootstrap.py `_freeze_periodically`). An object alive at a freeze that
+later becomes garbage inside a reference cycle is never collected, so a leak of
+that kind would show as RSS that keeps climbing under a steady load. This run
+must show RSS flat after warm-up: the slope after warm-up (MB per 100,000
+settlements), the peak, and the frozen generation's size
+(``ledger_gc_frozen_objects``) over the same span.
+
+What legitimately grows is kept bounded on purpose, or it would hide a leak:
+
+* the person cache (``LEDGER_PERSON_CACHE``) keeps each cached person's every
+  decision, so settlements go to a sliding window of ``WINDOW`` persons, each
+  getting ``PER_PERSON`` settlements and then none: a person's state stops
+  growing, and with a cache of ``CACHE`` persons (> ``WINDOW``) the cache is
+  full after ``CACHE × PER_PERSON`` settlements and only evicts after;
+* the projector inside `ledger run` keeps up to 100,000 settlements in memory
+  (projections/catalog.py ``MAX_INDEX``), then drops the older half: full after
+  100,000, then a sawtooth.
+
+Warm-up is therefore the first 20% (at least 200,000 settlements in the full
+run), and the slope is fitted over the rest. The nats-server runs with the
+server's default sync interval (unsafe for the ledger, labelled so; design §2
+allows it for benchmarks): what is measured is the ledger's memory, and with
+``sync_interval: always`` a million settlements take over an hour here.
+``--quick``: 60,000 settlements. ``SOAK_GC_FREEZE_INTERVAL=0`` runs the same with
+the freeze off, for comparison.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nats
+
+from benchmarks.report import Row
+from services.adjudicator import samples as s
+from services.runtime.embedded import start_nats
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW, PER_PERSON, CACHE = 500, 20, 1_500
+CONCURRENCY = 64
+TOKEN = "soak-platform-token"
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def messages(settlements: int):
+    """(msg_type, body) in order: each window's persons set up, then their settlements round-robin."""
+    n = 0
+    window = 0
+    while n < settlements:
+        first = window * WINDOW
+        for i in range(first, first + WINDOW):
+            psn = s.psn_no_of(i, "SOAK-")
+            yield "psn_identity", s.dumps(s.identity(psn, ("dibao", "tekun", "at_risk")[i % 3]))
+            yield "enrolment", s.dumps(s.enrolment(psn))
+        for k in range(WINDOW * PER_PERSON):
+            if n >= settlements:
+                return
+            psn = s.psn_no_of(first + k % WINDOW, "SOAK-")
+            total = 2_000 + (n * 7919) % 58_000
+            yield "settlement", s.dumps(s.settlement(f"SOAK-{n:08d}", psn, total=total, ooc=total // 20,
+                                                     day=f"2022-{1 + k // WINDOW % 12:02d}-{1 + k % 28:02d}"))
+            n += 1
+        window += 1
+
+
+async def _frozen(http: httpx.AsyncClient) -> float | None:
+    with contextlib.suppress(Exception):
+        for line in (await http.get("/metrics", timeout=5)).text.splitlines():
+            if line.startswith("ledger_gc_frozen_objects "):
+                return float(line.split()[1])
+    return None
+
+
+async def soak(work: Path, settlements: int, env: dict[str, str]) -> dict:
+    server = await asyncio.to_thread(start_nats, work / "nats", 0, sync_always=False)
+    port = _free_port()
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    run_env.update(NATS_URL=server.url, LEDGER_NATS_ADMIN_URL=server.url_for("admin"), LEDGER_HTTP_PORT=str(port),
+                   LEDGER_DATA_DIR=str(work / "data"), LEDGER_PERSON_CACHE=str(CACHE), LEDGER_TOKEN_PLATFORM=TOKEN,
+                   LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1", **env)
+    with (work / "ledger.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=run_env,
+                                stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    samples: list[tuple[float, int, int, float | None]] = []      # (seconds, settled, rss, frozen)
+    nc = None
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 180)   # type: ignore[union-attr]
+        if not line.startswith(b"claims-ledger ready"):
+            raise RuntimeError(f"ledger run did not start: {(work / 'ledger.log').read_text()[-2000:]}")
+        nc = await nats.connect(server.url_for("platform"), pending_size=256 * 1024 * 1024)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            source = messages(settlements)
+            settled = errors = 0
+            started, cpu0 = time.monotonic(), _cpu_seconds(proc.pid)
+
+            async def feeder() -> None:
+                nonlocal settled, errors
+                for msg_type, body in source:
+                    reply = await nc.request(f"ledger.rpc.{msg_type}", body, timeout=30)
+                    if msg_type == "settlement":
+                        if b'"result":"settled"' in reply.data:
+                            settled += 1
+                        else:
+                            errors += 1
+
+            async def sampler() -> None:
+                while True:
+                    samples.append((round(time.monotonic() - started, 1), settled, _rss(proc.pid),
+                                    await _frozen(http)))
+                    await asyncio.sleep(1.0)
+
+            watch = asyncio.create_task(sampler())
+            await asyncio.gather(*(feeder() for _ in range(CONCURRENCY)))
+            watch.cancel()
+            seconds, cpu = time.monotonic() - started, _cpu_seconds(proc.pid) - cpu0
+            samples.append((round(seconds, 1), settled, _rss(proc.pid), await _frozen(http)))
+    finally:
+        if nc is not None:
+            await nc.close()
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(60)
+        if proc.poll() is None:
+            proc.kill()
+        await asyncio.to_thread(server.stop)
+    return {"samples": samples, "settled": settled, "errors": errors, "seconds": seconds, "cpu": cpu}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y on x."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def summarise(result: dict, settlements: int) -> dict:
+    warm = max(settlements // 5, min(200_000, settlements // 2), CACHE * PER_PERSON)
+    after = [(st, rss, fz) for _, st, rss, fz in result["samples"] if st >= warm]
+    mb = 1024 * 1024
+    frozen = [(st / 1e5, fz) for st, _, fz in after if fz is not None]
+    return {
+        "warm_up_settlements": warm,
+        "slope_mb_per_100k": slope([(st / 1e5, rss / mb) for st, rss, _ in after]),
+        "rss_at_warm_mb": after[0][1] / mb if after else 0.0,
+        "rss_end_mb": after[-1][1] / mb if after else 0.0,
+        "peak_mb": max(rss for _, _, rss, _ in result["samples"]) / mb,
+        "frozen_slope_per_100k": slope(frozen) if frozen else None,
+        "frozen_end": frozen[-1][1] if frozen else None,
+        "per_second": result["settled"] / result["seconds"],
+        "cpu_us_per_settlement": result["cpu"] / max(1, result["settled"]) * 1e6,
+    }
+
+
+async def run(args) -> list[Row]:
+    settlements = 60_000 if args.quick else 1_000_000
+    freeze = os.environ.get("SOAK_GC_FREEZE_INTERVAL")
+    env = {"LEDGER_GC_FREEZE_INTERVAL": freeze} if freeze is not None else {}
+    with tempfile.TemporaryDirectory(prefix="soak-", dir="/tmp") as tmp:
+        result = await soak(Path(tmp), settlements, env)
+    summary = summarise(result, settlements)
+    label = f"soak {settlements:,} (gc.freeze {'off' if freeze == '0' else f'every {freeze or 0.25} s'})"
+    notes = {**summary, "settled": result["settled"], "errors": result["errors"],
+             "sync": "server default (unsafe for the ledger; memory is what is measured)",
+             "samples": [list(x) for x in result["samples"][::max(1, len(result["samples"]) // 200)]]}
+    return [
+        Row(f"{label}: RSS slope after warm-up", round(summary["slope_mb_per_100k"], 2), "MB/100k settlements",
+            target="< 2 MB per 100k (flat)", met=abs(summary["slope_mb_per_100k"]) < 2.0, notes=notes),
+        Row(f"{label}: peak RSS", round(summary["peak_mb"], 1), "MB"),
+        Row(f"{label}: settlements", round(summary["per_second"], 1), "settlements/s",
+            notes={"cpu_us_per_settlement": round(summary["cpu_us_per_settlement"], 1)}),
+    ]
