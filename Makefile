@@ -3,14 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test test-unit test-integration bench chaos replay-examples clean browser
+.PHONY: install run test test-unit test-integration fuzz bench chaos replay-examples clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -39,7 +44,15 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) browser
 	$(BIN)/pytest -q -p no:cacheprovider tests/integration
 
-bench: $(STAMP)
+# The long fuzz: schemathesis on every HTTP operation x role, then hypothesis messages on the NATS
+# subjects, each until its time is spent (400 s + 90 s; tests/integration/fuzz_budget.py), so it ends
+# by itself; `timeout` is only a backstop.
+fuzz: $(STAMP)
+	LEDGER_FUZZ_EXAMPLES=1000 LEDGER_FUZZ_SECONDS=400 LEDGER_FUZZ_NATS_EXAMPLES=5000 LEDGER_FUZZ_NATS_SECONDS=90 \
+	  timeout --signal=INT --kill-after=30 600 $(BIN)/pytest -q -p no:cacheprovider -rs \
+	  tests/integration/test_http_fuzz.py tests/integration/test_nats_fuzz.py
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 # Every fault of issue 10 on real processes (benchmarks/chaos/, ADR 0014): <= 15 min on 2 cores,

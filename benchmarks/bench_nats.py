@@ -18,7 +18,11 @@ an embedded nats-server of its own:
    consumer — timed the same way. Target: end to end >= 50% of raw.
 4. Request/reply latency at a fixed 500 requests/s, open loop (new
    settlements of warm persons on ``ledger.rpc.settlement``): p50 and p99
-   beside an echo responder at the same rate. Target: p99 < 10 ms.
+   beside an echo responder at the same rate, three runs, the worst p99
+   reported ("in every run, not a lucky one"). Target: p99 < 10 ms. Each run
+   also reads the worker's pause histograms over its window
+   (benchmarks/tail.py): garbage collections, event-loop lag, JetStream
+   append (fsync) time — where a slow answer waited.
 5. Once, after both modes: the same settlements decided in this process
    with no NATS (the replay path), and what that leaves of the target's
    time budget per settlement for all the messaging (ADR 0007).
@@ -43,12 +47,14 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
+from benchmarks import tail
 from benchmarks.bench_replay import generate, replay
 from benchmarks.report import Row
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "benchmark-person-key-secret-0123456789"
 RATE = 500.0                 # requests per second for the latency run
+LATENCY_RUNS = 3
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 10.0
 
@@ -144,6 +150,18 @@ async def _latency(nc: Any, subject: str, bodies: list[bytes]) -> list[float]:
     return sorted(out)
 
 
+def _split(bodies: list[bytes], parts: int) -> list[list[bytes]]:
+    size = len(bodies) // parts
+    return [bodies[i * size:(i + 1) * size] for i in range(parts)]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _pct(sorted_s: list[float], p: float) -> float:
     return sorted_s[min(len(sorted_s) - 1, int(p * len(sorted_s)))] * 1000
 
@@ -160,6 +178,7 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
     nc = await nats.connect(server.url_for("admin"), pending_size=64 * 1024 * 1024)
     js = nc.jetstream(publish_async_max_pending=4000)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
+    metrics_port = _free_port()
     env.update(NATS_URL=server.url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_DATA_DIR=str(tmp),
                LEDGER_LOG_LEVEL="warning")
     n = len(lines)
@@ -167,7 +186,8 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
         results = Counter()
         await nc.subscribe("ledger.out.>", cb=results.on_msg, pending_msgs_limit=2_000_000,
                            pending_bytes_limit=2 * 1024 ** 3)
-        worker = _spawn(["-m", "services.adjudicator.worker"], env, tmp / "worker.log")
+        worker = _spawn(["-m", "services.adjudicator.worker"], {**env, "LEDGER_METRICS_PORT": str(metrics_port)},
+                        tmp / "worker.log")
         extra = [_spawn(["-m", "services.adjudicator.worker"], env, tmp / f"worker{i}.log") for i in range(1, replicas)]
         try:
             for line in setup:                          # reference data first: a barrier each, in order
@@ -182,7 +202,11 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
             cpu1 = (_cpu(worker.pid), _cpu(server.process.pid), _cpu(os.getpid()))
             e2e_n, e2e_s = results.elapsed()
             sample = [json.loads(b) for b in results.first]
-            latencies = await _latency(nc, "ledger.rpc.settlement", probes)
+            runs = []
+            for run_bodies in _split(probes, LATENCY_RUNS):
+                before = tail.scrape(metrics_port)
+                latencies = await _latency(nc, "ledger.rpc.settlement", run_bodies)
+                runs.append((latencies, tail.pauses(before, tail.scrape(metrics_port))))
         finally:
             for proc in (worker, *extra):
                 _stop(proc)
@@ -219,16 +243,20 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
     notes = {"settlements": n, "setup_messages": len(setup), "publish_rate": round(n / publish_s),
              "cpu_us_per_msg": per_msg(cpu0, cpu1), "raw_cpu_us_per_msg": per_msg(rcpu0, rcpu1),
              "first_result": sample[:1], "latency_requests": len(probes)}
-    p50, p99 = _pct(latencies, 0.50), _pct(latencies, 0.99)
+    worst, _ = max(runs, key=lambda run: _pct(run[0], 0.99))
+    p50, p99 = _pct(worst, 0.50), _pct(worst, 0.99)
+    tail_notes = {"runs": [{"p50_ms": round(_pct(lat, 0.50), 2), "p99_ms": round(_pct(lat, 0.99), 2),
+                            "max_ms": round(lat[-1] * 1000, 2), "requests": len(lat), **where}
+                           for lat, where in runs]}
     return [
         Row(name=f"nats e2e: settlements/s platform.in → decided → ledger.out ({label})", value=rate,
             unit="settlements/s", baseline_name="raw nats-py fetch/reply/ack", baseline_value=raw_rate,
             target=f">= {RATIO_TARGET:.0%} of raw", met=ratio >= RATIO_TARGET, notes=notes),
         Row(name=f"nats rpc settlement latency p50 at {RATE:.0f}/s ({label})", value=p50, unit="ms",
             baseline_name="echo p50", baseline_value=_pct(echo, 0.50)),
-        Row(name=f"nats rpc settlement latency p99 at {RATE:.0f}/s ({label})", value=p99, unit="ms",
-            baseline_name="echo p99", baseline_value=_pct(echo, 0.99), target=f"< {P99_TARGET_MS:.0f} ms",
-            met=p99 < P99_TARGET_MS),
+        Row(name=f"nats rpc settlement latency p99 at {RATE:.0f}/s, worst of {LATENCY_RUNS} runs ({label})",
+            value=p99, unit="ms", baseline_name="echo p99", baseline_value=_pct(echo, 0.99),
+            target=f"< {P99_TARGET_MS:.0f} ms", met=p99 < P99_TARGET_MS, notes=tail_notes),
     ]
 
 
@@ -236,9 +264,9 @@ async def run(args: Any) -> list[Row]:
     quick = getattr(args, "quick", False)
     settlements = 5_000 if quick else 100_000
     persons = max(500, settlements // 10)
-    setup, lines = generate(settlements + 10_000, persons)
+    setup, lines = generate(settlements + 16_000, persons)
     lines, spare = lines[:settlements], lines[settlements:]
-    probes = spare[: 1_000 if quick else 5_000]
+    probes = spare[: 1_500 if quick else 15_000]
     rows = []
     replicas = int(os.environ.get("BENCH_REPLICAS", "1"))
     for sync_always in (True, False):

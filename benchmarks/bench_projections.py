@@ -32,7 +32,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from benchmarks.readside_app import TOKEN
 from benchmarks.report import Row
-from events.ledger import COMMIT_ENCODER
+import msgspec
+
+from events.chain import encode_sealed, seal_stored
+from events.ledger import COMMIT_DECODER, COMMIT_ENCODER
 from projections.sample import decided, subject_of, traffic
 from projections.catalog import select
 from projections.runner import decode_batch
@@ -43,6 +46,7 @@ from services.runtime.stream import ensure_ledger_stream
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-projections-person-key-secret-01"
+SEAL_SECRET = "bench-projections-seal-secret-0001"
 BASE_PERSONS = 2000
 RATE = 500.0
 MARK = b"Z@"          # in every person id of the template; replaced per clone
@@ -52,6 +56,14 @@ async def _template() -> list[tuple[str | None, bytes, int, str]]:
     store = await decided(traffic(BASE_PERSONS, seed=1, prefix="Z@", bad_every=100))
     return [(p, COMMIT_ENCODER.encode(c), len(c.events), subject_of(None, c, b"") if p is None else "")
             for p, c in store.commits]
+
+
+def _sealed(subject: str, data: bytes, heads: dict[str, str]) -> bytes:
+    """A cloned commit as the ledger would have written it: its events hashed again onto the clone's chain
+    (the clone's person ids changed their bytes), sealed for `subject` (ADR 0010)."""
+    commit = COMMIT_DECODER.decode(data)
+    events, stored, heads[subject] = seal_stored(commit.events, heads.get(subject, ""))
+    return encode_sealed(SEAL_SECRET.encode(), subject, msgspec.structs.replace(commit, events=events), stored)
 
 
 async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, int, list[str]]:
@@ -64,6 +76,7 @@ async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, in
     while events < events_wanted:
         tag = f"{clone:02d}".encode()
         keys: dict[str, str] = {}
+        heads: dict[str, str] = {}
         for psn, data, n, ref_subject in template:
             if psn is None:
                 if clone:
@@ -75,7 +88,8 @@ async def _publish(js: Any, template: list, events_wanted: int) -> tuple[int, in
                 subject = f"ledger.person.{key}"
                 if len(persons) < 2000 and b"hospital_stay_settled" in data:
                     persons.append(name)
-            pending.append(await js.publish_async(subject, data.replace(MARK, b"Z" + tag)))
+            sealed = _sealed(subject, data.replace(MARK, b"Z" + tag), heads if psn is not None else {})
+            pending.append(await js.publish_async(subject, sealed))
             messages += 1
             events += n
             if len(pending) >= 3000:
@@ -128,7 +142,7 @@ def _fold_alone(batches: list) -> float:
     states = {p.name: p.new_state() for p in projections}
     started = time.perf_counter()
     for raws in batches:
-        msgs = decode_batch(raws)
+        msgs = decode_batch(raws, SEAL_SECRET.encode())
         for p in projections:
             for m in msgs:
                 p.fold(states[p.name], m)
@@ -251,7 +265,7 @@ async def run(args: Any) -> list[Row]:
             del kept
             await nc.close()
             env = {**os.environ, "NATS_URL": nats_server.url, "DATABASE_URL": pg.url,
-                   "LEDGER_PERSON_KEY_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+                   "LEDGER_PERSON_KEY_SECRET": SECRET, "LEDGER_SEAL_SECRET": SEAL_SECRET, "PYTHONPATH": str(REPO)}
             t0 = time.perf_counter()
             summary, rss = _rebuild(env)
             wall = time.perf_counter() - t0

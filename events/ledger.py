@@ -244,6 +244,32 @@ class QuotaYearSettled(LedgerEvent, tag="quota_year_settled"):
     year: int
 
 
+# --- the stream's own integrity (ledger.ref.integrity; ADR 0010) ---------------------
+
+class SequenceNotRestored(LedgerEvent, tag="sequence_not_restored"):
+    """Stands where `ledger restore` had no sealed commit to put back, so later sequences keep their numbers."""
+    seq: int
+    subject: str
+    reason: str
+
+
+class StreamRestored(LedgerEvent, tag="stream_restored"):
+    """`ledger restore` re-published the stream from the read models' copy (and the old stream's sealed tail)."""
+    source: str
+    restored_upto: int
+    not_restored: int
+    findings: list[str]
+
+
+class LossAccepted(LedgerEvent, tag="loss_accepted"):
+    """An operator accepted that the stream lost what the read models remember; the read models follow it again."""
+    reason: str
+    findings: list[str]
+    stream_created_before: str | None
+    high_water_before: int
+    last_seq: int
+
+
 # --- reference data -----------------------------------------------------------------
 
 class KeyClaimed(LedgerEvent, tag="key_claimed"):
@@ -290,7 +316,7 @@ Event = (StatusGranted | StatusRevoked | EnrolmentRecorded | PremiumSubsidyGrant
          | HospitalStaySettled | OutpatientVisitSettled | CriticalIllnessPaid | AssistancePaid
          | HospitalBorne | SettlementRedecided | SettlementCancelled | PaymentReversed | TiltedGrantPaid
          | WarningRaised | QuotaYearSettled | KeyClaimed | MedinsRecorded | YearClosed | PackActivated
-         | MessageRejected)
+         | MessageRejected | SequenceNotRestored | StreamRestored | LossAccepted)
 
 
 class Commit(msgspec.Struct, frozen=True):
@@ -299,6 +325,9 @@ class Commit(msgspec.Struct, frozen=True):
     correlation_id: str
     events: list[Event]
     results: list[Result] = []
+    # HMAC under the ledger's seal key (events/chain.py `commit_seal`): the ledger wrote this commit.
+    # Added later; a commit without one was not sealed by the ledger (ADR 0010).
+    seal: str = ""
 
 
 COMMIT_ENCODER = msgspec.json.Encoder()

@@ -14,7 +14,8 @@ from typing import Any
 from events import ledger as ev
 from projections.claims import FUND_FLOW, LINE, SETTLEMENT, WARNING, ClaimsState, SetlMeta, fold_claims
 from projections.model import Message, Op, Table
-from projections.trail import DEAD_LETTER, LEDGER_EVENT, fold_dead_letters, fold_trail
+from projections.trail import (DEAD_LETTER, FORGED_MESSAGE, LEDGER_COMMIT, LEDGER_EVENT, fold_dead_letters,
+                               fold_trail)
 from projections.usage import PERSON_YEAR, RULE_TOTAL, fold_usage
 
 Load = Callable[[Any, str, Any, list], Awaitable[None]]
@@ -65,7 +66,7 @@ async def _load_settlements(conn, schema: str, state: ClaimsState, keys: list[tu
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (
     Projection("claims", (SETTLEMENT, LINE, FUND_FLOW, WARNING, PERSON_YEAR, RULE_TOTAL), ClaimsState,
                _fold_claims_and_usage, _missing_settlements, _load_settlements),
-    Projection("audit_trail", (LEDGER_EVENT,), lambda: None, fold_trail),
+    Projection("audit_trail", (LEDGER_EVENT, LEDGER_COMMIT, FORGED_MESSAGE), lambda: None, fold_trail),
     Projection("dead_letters", (DEAD_LETTER,), lambda: None, fold_dead_letters),
 )}
 

@@ -52,6 +52,12 @@ class Message:
     person_key: str | None
     events: list          # events.ledger.Event, in order
     raw_events: list      # each event's stored JSON bytes (for the audit trail)
+    commit_id: str = ""
+    correlation_id: str = ""
+    results: bytes = b"[]"    # the results as stored (for `ledger restore`)
+    seal: str = ""
+    forged: str | None = None  # why this is not a commit the ledger sealed: then it has no events
+    size: int = 0
 
 
 class MemoryTables:

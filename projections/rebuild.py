@@ -9,7 +9,8 @@ to `public`, and sets the checkpoint to the build's sequence with a new
 generation. A live projector blocked on that row then sees the generation
 change, drops its state and resumes after the build's sequence: no event is
 lost or counted twice across the swap. Readers see old tables or new, never
-a mix.
+a mix. A build read from a stream other than the one the read models remember
+is never swapped in (ADR 0010).
 """
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ from typing import Any
 import asyncpg
 
 from projections.catalog import Projection, select
+from projections.heads import Heads
 from projections.ownership import Ownership
 from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
 from projections.sql import write
+from events.chain import seal_key_id
+from services.integrity.baseline import check_baseline
 from services.runtime.stream import STREAM
 
 
@@ -78,9 +82,11 @@ async def _keep_index_names(conn: asyncpg.Connection, retired: str, table: str) 
             await conn.execute(f'ALTER INDEX {LIVE}."{r["name"]}" RENAME TO "{wanted}"')
 
 
-async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int) -> int | None:
+async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int, created: Any,
+                key_id: str, stream: str) -> int | None:
     """Swap every build in; returns None when done, or the live sequence to catch up with first."""
     async with conn.transaction():
+        await check_baseline(conn, created, seq, key_id, stream)
         live = {}
         for p in sorted(projections, key=lambda p: p.name):
             live[p.name] = await conn.fetchval(
@@ -105,7 +111,7 @@ async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: in
     return None
 
 
-async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *,
+async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *, seal_key: bytes,
                   stream: str = STREAM, max_batch: int = 5000,
                   progress: Callable[[Progress], None] | None = None) -> Progress:
     """Rebuild the named projections (all by default) in one pass over the stream and swap them in."""
@@ -115,13 +121,14 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
     try:
         if len(await owner.try_acquire()) != len(projections):
             raise RebuildBusy(f"a rebuild of {sorted(set(owner.names) - set(owner.owned))} is already running")
-        state = Progress(target=await last_sequence(js, stream))
+        info = await js.stream_info(stream)
+        state = Progress(target=int(info.state.last_seq or 0))
         async with pool.acquire() as conn:
             await ensure_checkpoints(conn, [p.name for p in projections])
             for p in projections:
                 await _prepare(conn, p, state.target)
         try:
-            await _replay(pool, js, projections, stream, max_batch, state, progress)
+            await _replay(pool, js, projections, stream, max_batch, state, progress, seal_key, info.created)
         except BaseException as exc:
             async with pool.acquire() as conn:
                 await conn.execute("UPDATE projection_rebuild SET status = 'failed', error = $2, updated_at = now() "
@@ -135,13 +142,15 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
 
 
 async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
-                  state: Progress, progress: Callable[[Progress], None] | None) -> None:
+                  state: Progress, progress: Callable[[Progress], None] | None, seal_key: bytes,
+                  created: Any) -> None:
     """Fold batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight).
 
     A fold whose bounded state lacks an entry waits for the writer to drain before reading it
     back from the build tables (rare: an old settlement cancelled or adjusted much later).
     """
     states = {p.name: p.new_state() for p in projections}
+    heads = Heads(from_start=True)
     names = [p.name for p in projections]
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
 
@@ -183,14 +192,17 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                                     for table in p.tables:
                                         await conn.execute(f'ANALYZE "{build_schema(p.name)}"."{table.name}"')
                                 analyzed = True
-                            behind = await _swap(conn, projections, state.seq)
+                            behind = await _swap(conn, projections, state.seq, created, seal_key_id(seal_key),
+                                                 stream)
                         if behind is None:
                             return
                         state.target = behind
                 raws = await reader.batch(timeout=0.5)
                 if not raws:
                     continue
-                msgs = decode_batch(raws)
+                msgs = decode_batch(raws, seal_key)
+                async with pool.acquire() as conn:
+                    msgs = await heads.screen(conn, msgs)          # replayed commits: forged, not folded
                 for p in projections:                 # a settlement dropped from a bounded index: from SQL,
                     keys = p.missing(states[p.name], msgs) if p.missing else None     # once all is written
                     if keys and p.load is not None:

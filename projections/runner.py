@@ -6,6 +6,13 @@ projection's checkpoint row, check it is still what this replica last wrote
 from there), fold the messages after it, write the rows, advance the
 checkpoint. A crash anywhere rolls the whole batch back, so restarting from
 the stored checkpoint neither loses nor doubles an event.
+
+Nothing is folded from a stream that is not the one the checkpoints count in
+(ADR 0010): before reading, and every `takeover_every` seconds, the stream's
+info is checked against what PostgreSQL remembers (`services.integrity.baseline.gate`),
+and each batch's transaction checks the stream's creation time against the
+baseline (writing it with the first checkpoint). A message the ledger did not
+seal is not folded: the audit trail records it as forged, and the alarm goes.
 """
 from __future__ import annotations
 
@@ -18,16 +25,23 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import structlog
 
+from events.chain import Unsealed, seal_key_id
 from projections.catalog import Projection, select
-from projections.decode import decode_message
+from projections.decode import decode_message, person_key_of
+from projections.heads import Heads
 from projections.model import Message
 from projections.ownership import Ownership
 from projections.source import Raw, ReadFailed, StreamGap, StreamReader
 from projections.sql import write
+from services.integrity.baseline import StreamLoss, check_baseline, gate, remembered
+from services.integrity.findings import Finding
+from services.integrity.observe import see_stream
 from services.runtime.stream import STREAM
 
 log = logging.getLogger("ledger.projector")
+alarm = structlog.get_logger(component="ledger.projector")
 LIVE = "public"
 
 
@@ -44,14 +58,22 @@ class Fenced(Exception):
     """The checkpoint moved under us: someone else wrote this projection."""
 
 
-def decode_batch(raws: list[Raw]) -> list[Message]:
+def decode_batch(raws: list[Raw], seal_key: bytes) -> list[Message]:
+    """Each message decoded; one the ledger did not seal (or cannot be read) comes back marked forged, with
+    no events: the audit trail records it, nothing is folded from it, and it is an alarm, not a skip."""
     out = []
     for raw in raws:
         try:
-            out.append(decode_message(raw.seq, raw.subject, raw.data))
-        except Exception as exc:     # not a commit: keep the sequence moving, say so
-            log.error("stream message %d on %s is not a ledger commit (%s); skipped", raw.seq, raw.subject, exc)
-            out.append(Message(raw.seq, raw.subject, None, [], []))
+            out.append(decode_message(raw.seq, raw.subject, raw.data, seal_key))
+            continue
+        except Unsealed as bad:
+            why = str(bad)
+        except Exception as exc:     # sealed, yet its events do not decode: not ours either
+            why = f"not a ledger commit: {exc!r}"[:500]
+        key = person_key_of(raw.subject)
+        alarm.critical("stream_loss_detected", finding="forged_message", seq=raw.seq, person_key=key,
+                       subject=None if key else raw.subject, detail=why, seen_by="projector")
+        out.append(Message(raw.seq, raw.subject, key, [], [], forged=why, size=len(raw.data)))
     return out
 
 
@@ -75,10 +97,11 @@ async def ensure_checkpoints(conn: asyncpg.Connection, names: list[str]) -> dict
 
 
 class Projector:
-    def __init__(self, dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *,
+    def __init__(self, dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *, seal_key: bytes,
                  stream: str = STREAM, max_batch: int = 2000, takeover_every: float = 1.0,  # seconds
                  owner: str | None = None, on_batch: Callable[[int], None] | None = None):
-        self.dsn, self.pool, self.js, self.stream = dsn, pool, js, stream
+        self.dsn, self.pool, self.js, self.stream, self.seal_key = dsn, pool, js, stream, seal_key
+        self.key_id = seal_key_id(seal_key)
         self.projections = {p.name: p for p in select(names)}
         self.max_batch, self.takeover_every = max_batch, takeover_every
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
@@ -86,6 +109,9 @@ class Projector:
         self.expected: dict[str, tuple[int, int]] = {}
         self.states: dict[str, Any] = {}
         self.ownership: Ownership | None = None
+        self.created: Any = None          # creation time of the stream being read (a datetime)
+        self.heads = Heads()
+        self.held: StreamLoss | None = None
 
     @property
     def owned(self) -> list[str]:
@@ -100,6 +126,11 @@ class Projector:
             try:
                 await self._run_owned(stop)
                 backoff = 0.5
+            except StreamLoss as loss:
+                if self.held is None or str(self.held) != str(loss):
+                    log.error("projector %s: not folding: %s", self.owner, loss)
+                self.held = loss
+                await _sleep(stop, min(backoff, 2.0))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError, StreamGap,
                     ReadFailed) as exc:
                 log.error("projector %s: %s; retrying in %.1fs", self.owner, exc, backoff)
@@ -128,8 +159,11 @@ class Projector:
         owned = self.ownership.owned
         async with self.pool.acquire() as conn:
             self.expected = await ensure_checkpoints(conn, owned)
+        self.created = None
+        await self._gate()
         self.states = {n: self.projections[n].new_state() for n in owned}
         start = min(seq for seq, _ in self.expected.values()) + 1
+        self.heads = Heads(from_start=start == 1)
         next_takeover = time.monotonic() + self.takeover_every
         async with StreamReader(self.js, start, stream=self.stream, max_batch=self.max_batch) as reader:
             while not stop.is_set() and self.ownership.alive():
@@ -137,24 +171,42 @@ class Projector:
                 raws = await reader.batch(timeout=0.25)
                 if raws:
                     try:
-                        await self.apply(decode_batch(raws))
+                        await self.apply(decode_batch(raws, self.seal_key))
                     except Fenced as fenced:
                         log.warning("projector %s: checkpoint of %s moved; resuming from the stored one",
                                     self.owner, fenced)
                         return
                     except BaseException:
                         self.states = {n: self.projections[n].new_state() for n in owned}
+                        self.heads = Heads(from_start=start == 1)
                         raise
                 if time.monotonic() >= next_takeover:
                     next_takeover = time.monotonic() + self.takeover_every
+                    await self._gate()
                     if await self.ownership.try_acquire():
                         return          # a projection was taken over: restart from its checkpoint
+
+    async def _gate(self) -> None:
+        """Raise `StreamLoss` unless the stream is the one the checkpoints count in; note its creation time."""
+        try:
+            async with self.pool.acquire() as conn:
+                baseline, checkpoints = await remembered(conn, self.js, self.seal_key, self.stream)
+        except Unsealed as bad:
+            raise StreamLoss([Finding("integrity_state_unsealed", str(bad))]) from None
+        _, seen = await see_stream(self.js, self.stream)
+        gate(baseline, checkpoints, seen, self.key_id)
+        if self.created is not None and seen.created != self.created:
+            raise StreamLoss([Finding("stream_recreated", "the stream was recreated while being read")])
+        self.created = seen.created
+        self.held = None
 
     async def apply(self, msgs: list[Message]) -> None:
         """One transaction: for each owned projection, fence, fold, write, advance the checkpoint."""
         last = msgs[-1].seq
         done: dict[str, tuple[int, int]] = {}
         async with self.pool.acquire() as conn, conn.transaction():
+            await check_baseline(conn, self.created, last, self.key_id, self.stream)   # with the first checkpoint
+            msgs = await self.heads.screen(conn, msgs)           # a sealed commit published again: not folded
             for name in sorted(self.ownership.owned):     # one lock order for everyone (see rebuild.swap)
                 row = await conn.fetchrow("SELECT seq, generation FROM projection_checkpoint "
                                           "WHERE projection = $1 FOR UPDATE", name)

@@ -121,6 +121,13 @@ def subject_of(psn_no: str | None, commit, secret: bytes) -> str:
     return f"ledger.ref.{_REF_KIND.get(event_type(commit.events[0]), 'other')}"
 
 
+def stored_commit(psn_no: str | None, commit, secret: bytes, seal_key: bytes) -> tuple[str, bytes]:
+    """(subject, bytes) as the ledger would publish the commit there: sealed for that subject."""
+    from events.chain import encode_sealed
+    subject = subject_of(psn_no, commit, secret)
+    return subject, encode_sealed(seal_key, subject, commit)
+
+
 async def decided(messages, packs=None):
     """Run `messages` through the one decision path with an in-memory store; returns the store."""
     from services.cli.replay import replay_handler

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -48,9 +49,35 @@ async def last_sequence(js: Any, stream: str = STREAM) -> int:
     return int((await js.stream_info(stream)).state.last_seq or 0)
 
 
+async def read_upto(js: Any, last: int, *, stream: str = STREAM, timeout: float = 5.0, held: int | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> AsyncIterator[list[Raw]]:
+    """Batches of every message from sequence 1 to `last`, in order: the one whole-stream pass that
+    `ledger verify` and the digests share. Sequences the stream no longer holds are passed over (`held`,
+    the stream's message count, says when all it holds has come). A stream that stops delivering before
+    then raises TimeoutError."""
+    if last <= 0:
+        return
+    read = 0
+    async with StreamReader(js, 1, stream=stream, allow_gaps=True) as reader:
+        seq = 0
+        while seq < last and (held is None or read < held):
+            batch = await reader.batch(timeout=timeout)
+            if not batch:
+                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
+            seq = batch[-1].seq
+            kept = batch if seq <= last else [raw for raw in batch if raw.seq <= last]
+            read += len(kept)
+            if kept:
+                yield kept
+            if progress is not None:
+                progress(min(seq, last), last)
+
+
 class StreamReader:
-    def __init__(self, js: Any, start_seq: int, *, stream: str = STREAM, max_batch: int = 2000):
+    def __init__(self, js: Any, start_seq: int, *, stream: str = STREAM, max_batch: int = 2000,
+                 allow_gaps: bool = False):
         self.js, self.start_seq, self.stream, self.max_batch = js, max(1, start_seq), stream, max_batch
+        self.allow_gaps = allow_gaps       # `ledger verify` counts gaps instead of stopping at the first
         self._nc = js._nc
         self._consumer: str | None = None
         self._sub: Any = None
@@ -112,7 +139,7 @@ class StreamReader:
         out = [self._buffer.popleft() for _ in range(n)]
         await self._top_up()
         if out:
-            if self._contiguous:
+            if self._contiguous and not self.allow_gaps:
                 for before, raw in zip((self._last, *(r.seq for r in out)), out):
                     if raw.seq != before + 1:
                         raise StreamGap(f"stream {self.stream}: expected sequence {before + 1}, got {raw.seq}")

@@ -33,9 +33,10 @@ from services.ingest.feed import FeedConfig, FeedConsumer
 from services.ingest.outbound import ResultPublisher
 from services.ingest.rpc import RpcServer
 from services.observability import Metrics
+from services.pauses import watch_gc, watch_loop_lag
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
-from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
 
 log = structlog.get_logger(component="ledger.bootstrap")
@@ -53,6 +54,7 @@ class RuntimeOptions:
                                                # server (doubles per failed try, at most 10 s)
     projector: bool = True                     # LEDGER_PROJECTOR=off: `ledger run` serves the read models but
                                                # does not project them (`ledger project` processes do)
+    integrity_poll: float = 2.0                # LEDGER_INTEGRITY_POLL: seconds between the guard's checks (ADR 0010)
     feed: FeedConfig = field(default_factory=FeedConfig)
 
     @classmethod
@@ -66,22 +68,25 @@ class RuntimeOptions:
         projector = (env.get("LEDGER_PROJECTOR") or "on").strip().lower()
         if projector not in ("on", "off"):
             raise ValueError(f"LEDGER_PROJECTOR must be on or off, got {projector!r}")
+        poll = (env.get("LEDGER_INTEGRITY_POLL") or "").strip()
         try:
             rpc_max_inflight = int(rpc_inflight) if rpc_inflight else cls.rpc_max_inflight
             person_cache = int(cache) if cache else cls.person_cache
             publish_timeout = float(timeout) if timeout else cls.publish_timeout
             gc_freeze_interval = float(freeze) if freeze else cls.gc_freeze_interval
             restart_delay = float(restart) if restart else cls.restart_delay
+            integrity_poll = float(poll) if poll else cls.integrity_poll
         except ValueError:
             raise ValueError("LEDGER_PERSON_CACHE and LEDGER_RPC_MAX_INFLIGHT must be integers, LEDGER_PUBLISH_TIMEOUT, "
-                             "LEDGER_GC_FREEZE_INTERVAL and LEDGER_RESTART_DELAY numbers") from None
-        if min(person_cache, rpc_max_inflight) < 1 or min(publish_timeout, restart_delay) <= 0 or gc_freeze_interval < 0:
-            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_RPC_MAX_INFLIGHT, LEDGER_PUBLISH_TIMEOUT and "
-                             "LEDGER_RESTART_DELAY must be positive")
+                             "LEDGER_GC_FREEZE_INTERVAL, LEDGER_RESTART_DELAY and LEDGER_INTEGRITY_POLL numbers") from None
+        if (min(person_cache, rpc_max_inflight) < 1 or min(publish_timeout, restart_delay, integrity_poll) <= 0
+                or gc_freeze_interval < 0):
+            raise ValueError("LEDGER_PERSON_CACHE, LEDGER_RPC_MAX_INFLIGHT, LEDGER_PUBLISH_TIMEOUT, "
+                             "LEDGER_RESTART_DELAY and LEDGER_INTEGRITY_POLL must be positive")
         return cls(pack_dir=Path(pack_dir).expanduser() if pack_dir else DEFAULT_PACK_DIR,
                    person_cache=person_cache, publish_timeout=publish_timeout,
                    gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
-                   rpc_max_inflight=rpc_max_inflight, projector=projector == "on",
+                   rpc_max_inflight=rpc_max_inflight, integrity_poll=integrity_poll, projector=projector == "on",
                    feed=FeedConfig.from_env(env))
 
 
@@ -97,6 +102,8 @@ class Ledger:
     adjudicator: Adjudicator
     metrics: Metrics
     person_key: Callable[[str], str]
+    seal_key: bytes = b""             # the key every commit is sealed with (ADR 0010)
+    guard: Any = None                 # services.integrity.guard.IntegrityGuard, with the JetStream store
     nc: Any = None                    # nats.aio.client.Client, None without NATS (tests with fakes)
     js: Any = None
     db: Any = None                    # asyncpg.Pool, None without DATABASE_URL
@@ -106,6 +113,7 @@ class Ledger:
     taking_messages: bool = False
     _owns_nc: bool = True
     _gc_task: asyncio.Task | None = None
+    _watchers: list = field(default_factory=list)      # what stops the pause watchers (services/pauses.py)
 
     async def publish_extra(self, results: list) -> None:
         if self.publisher is not None:
@@ -126,6 +134,9 @@ class Ledger:
             await self.feed.start()
         if self.options.gc_freeze_interval and self._gc_task is None:
             self._gc_task = asyncio.create_task(_freeze_periodically(self.options.gc_freeze_interval))
+        if not self._watchers:
+            lag = asyncio.create_task(watch_loop_lag(self.metrics))
+            self._watchers = [watch_gc(self.metrics), lag.cancel]
         self.taking_messages = True
 
     async def stop_transports(self) -> None:
@@ -134,6 +145,9 @@ class Ledger:
         if self._gc_task is not None:
             self._gc_task.cancel()
             self._gc_task = None
+        for stop in self._watchers:
+            stop()
+        self._watchers = []
         if self.rpc is not None:
             await self.rpc.stop()
         if self.feed is not None:
@@ -141,6 +155,8 @@ class Ledger:
 
     async def close(self) -> None:
         await self.stop_transports()
+        if self.guard is not None:
+            await self.guard.close()
         close_store = getattr(self.store, "close", None)
         if close_store is not None:
             await close_store()
@@ -231,10 +247,12 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     packs = packs or PackSet.from_dir(options.pack_dir)
     engine = engine or Engine(packs)
     secret = person_key_secret(settings)
+    seal_key = seal_secret(settings)
 
     owns_nc = nc is None
     js = None
     db = None
+    guard = None
     try:
         if nc is None and nats_url is not None:
             nc = await connect_nats(nats_url, **settings.nats_auth)
@@ -245,6 +263,7 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
                 raise ValueError("bootstrap needs a NATS URL, or a store to use instead of JetStream")
             from services.adjudicator.jetstream_store import JetStreamStore
             from services.ingest.natsfast import JetStreamPublisher
+            from services.integrity.guard import IntegrityGuard
             from services.runtime.provision import read_only
             from services.runtime.stream import ensure_ledger_stream
 
@@ -252,12 +271,17 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             # check only: the services may not change it (3 replicas on an R3 cluster, LEDGER_STREAM_REPLICAS)
             await ensure_ledger_stream(read_only(js), replicas=settings.stream_replicas)
-            for pack in await activate_packs(js, packs, (clock or utc_now)()):
+            # Before anything is written: a stream that is not the one the ledger was built on is held.
+            guard = IntegrityGuard(js, seal_key, metrics=metrics, replicas=settings.stream_replicas,
+                                   poll_every=options.integrity_poll)
+            await guard.start()
+            for pack in await activate_packs(js, packs, (clock or utc_now)(), seal_key=seal_key):
                 log.info("pack_activated", pack=pack.id, version=pack.version, digest=pack.digest)
             js_publisher = JetStreamPublisher(nc, timeout=options.publish_timeout)
             await js_publisher.start()
-            jss = JetStreamStore(js, secret, cache_size=options.person_cache, timeout=options.publish_timeout,
-                                 metrics=metrics, publisher=js_publisher)
+            jss = JetStreamStore(js, secret, seal_key=seal_key, cache_size=options.person_cache,
+                                 timeout=options.publish_timeout, metrics=metrics, publisher=js_publisher,
+                                 guard=guard)
             await jss.start()
             store = jss
         if database_url is not None:
@@ -265,6 +289,8 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
 
             db = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
     except BaseException:
+        if guard is not None:
+            await guard.close()
         if db is not None:
             await db.close()
         if nc is not None and owns_nc:
@@ -275,5 +301,5 @@ async def bootstrap(settings: Settings | None = None, *, nats_url: str | None = 
     return Ledger(
         settings=settings, options=options, packs=packs, engine=engine, store=store, handler=handler,
         adjudicator=Adjudicator(handler, metrics), metrics=metrics,
-        person_key=lambda psn_no: person_key(secret, psn_no), nc=nc, js=js, db=db,
+        person_key=lambda psn_no: person_key(secret, psn_no), seal_key=seal_key, guard=guard, nc=nc, js=js, db=db,
         publisher=ResultPublisher(nc) if nc is not None else None, _owns_nc=owns_nc)

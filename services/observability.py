@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "configure_logging"]
 
 _DECISION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -78,6 +79,21 @@ class Metrics:
                                   "(at most LEDGER_RPC_MAX_INFLIGHT)", registry=r)
         self.rpc_shed = Counter("ledger_rpc_shed_total", "Requests refused as overloaded (answered unavailable, "
                                 "or dropped past the shed queue)", registry=r)
+        # Where a slow answer's time went (issue 14: the tail at 500 requests/s): services/pauses.py
+        self.gc_pause_seconds = Histogram("ledger_gc_pause_seconds", "Cyclic garbage collections, by generation",
+                                          ["generation"], buckets=_PAUSE_BUCKETS, registry=r)
+        self.loop_lag_seconds = Histogram("ledger_event_loop_lag_seconds",
+                                          "How late the event loop ran a timer (work that held it meanwhile)",
+                                          buckets=_PAUSE_BUCKETS, registry=r)
+        self.append_seconds = Histogram("ledger_store_append_seconds",
+                                        "One JetStream append: publish to acknowledgement (fsync included)",
+                                        buckets=_DECISION_BUCKETS, registry=r)
+        self.stream_loss = Gauge("ledger_stream_loss",
+                                 "What the read side found the stream lost or holds unsealed, by finding (ADR 0010)",
+                                 ["finding"], registry=r)
+        self.decisions_held = Gauge("ledger_decisions_held",
+                                    "Holds this adjudicator decides nothing under, by finding (ADR 0010)",
+                                    ["finding"], registry=r)
         self._children: dict[tuple[str, str, str], Counter] = {}
         self._timers: dict[str, Histogram] = {}
 
@@ -104,5 +120,21 @@ class Metrics:
         self.person_loads.inc()
         self.person_load_seconds.observe(seconds)
 
+    def loss_found(self, findings: Iterable[object]) -> None:
+        _set_counts(self.stream_loss, findings)
+
+    def held(self, findings: Iterable[object]) -> None:
+        _set_counts(self.decisions_held, findings)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _set_counts(gauge: Gauge, findings: Iterable[object]) -> None:
+    """One series per finding code, counting the current findings; codes no longer found go to 0."""
+    from services.integrity.findings import ALL_CODES
+    counts = dict.fromkeys(ALL_CODES, 0)
+    for finding in findings:
+        counts[finding.code] = counts.get(finding.code, 0) + 1   # type: ignore[attr-defined]
+    for code, n in counts.items():
+        gauge.labels(code).set(n)

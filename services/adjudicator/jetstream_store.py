@@ -23,6 +23,13 @@ subject on a miss; after a conflict the cached state is caught up from its
 version instead of being rebuilt from scratch. Reference data is followed by
 `ReferenceFollower` (services/adjudicator/reference_follower.py).
 
+Every commit is sealed for its subject (events/chain.py `encode_sealed`), and
+every commit read back must carry a valid seal and continue the person's chain.
+One that does not, or a subject found shorter than the version decided on,
+is reported to the integrity guard (services/integrity/guard.py), which then
+refuses that person: `LedgerHeld`, answered `unavailable` (ADR 0010). The guard
+is also asked before each decision whether the whole stream is held.
+
 Concurrency inside one process: the state a decision reads and the version it
 publishes against are taken without an intervening ``await`` (the handler calls
 ``append`` right after the pure ``decide``; ``append`` reads the version before
@@ -40,16 +47,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import structlog
 from nats.js.errors import APIError
 
 from events import ledger as ev
-from events.chain import seal_stored
+from events.chain import Unsealed, encode_sealed, links_from, read_sealed, seal_stored
 from events.upcast import decode_commit
 from services.adjudicator.reference_follower import POLL_EVERY, ReferenceFollower
-from services.adjudicator.store import Conflict
+from services.adjudicator.store import Conflict, LedgerHeld
 from services.ingest.natsfast import JetStreamPublisher, expect_header
+from services.integrity.findings import FORGED_MESSAGE, PERSON_HEAD_MISSING, Finding
 from services.policy.decision import Decision
 from services.policy.engine import Reference
 from services.policy.state import Person, apply_commit
@@ -83,20 +90,25 @@ class _Entry:
 class JetStreamStore:
     """`Store` (services/adjudicator/store.py) over the LEDGER stream; see the module docstring."""
 
-    def __init__(self, js: Any, secret: bytes, *, cache_size: int = DEFAULT_CACHE_SIZE, timeout: float = 5.0,
-                 metrics: Any = None, stream: str = STREAM, publisher: Any = None,
-                 ref_poll_every: float = POLL_EVERY):
+    def __init__(self, js: Any, secret: bytes, *, seal_key: bytes, cache_size: int = DEFAULT_CACHE_SIZE,
+                 timeout: float = 5.0, metrics: Any = None, stream: str = STREAM, publisher: Any = None,
+                 ref_poll_every: float = POLL_EVERY, guard: Any = None):
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         self.js = js
         self._secret = secret
+        self._seal_key = seal_key
+        self.guard = guard                            # services.integrity.guard.IntegrityGuard, or None
+        if guard is not None:
+            guard.on_epoch = self.reset
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._by_subject: dict[str, str] = {}          # subject -> psn_no, for cached persons
         self.cache_size = cache_size
         self.timeout = timeout
         self.metrics = metrics
         self.stream = stream
-        self.ref = ReferenceFollower(js, stream=stream, timeout=timeout, poll_every=ref_poll_every)
+        self.ref = ReferenceFollower(js, seal_key, stream=stream, timeout=timeout, poll_every=ref_poll_every,
+                                     on_forged=self._refuse)
         self.publisher = publisher                    # services.ingest.natsfast.JetStreamPublisher
         self._own_publisher = publisher is None
         self._key_holders: OrderedDict[str, str] = OrderedDict()   # key subject → person_key, seen claimed
@@ -114,6 +126,22 @@ class JetStreamStore:
         if self._own_publisher and self.publisher is not None:
             await self.publisher.close()
 
+    async def reset(self) -> None:
+        """After a restore or an accepted loss: forget every cached person and follow reference data anew."""
+        self._cache.clear()
+        self._by_subject.clear()
+        await self.ref.reset()
+
+    def _refuse(self, finding: Finding) -> None:
+        if self.guard is not None:
+            self.guard.refuse(finding)
+
+    def _held(self, subject: str, seq: int, code: str, detail: str) -> LedgerHeld:
+        """Report what was found on `subject` to the guard; the error to raise instead of deciding."""
+        finding = Finding(code, detail, subject.rpartition(".")[2], subject, seq)
+        self._refuse(finding)
+        return LedgerHeld(f"this person's history is held until it is restored or the loss accepted: {code}")
+
     # --- persons -----------------------------------------------------------------------
 
     def subject_of(self, psn_no: str) -> str:
@@ -121,6 +149,8 @@ class JetStreamStore:
 
     async def person(self, psn_no: str) -> Person:
         entry = self._cache.get(psn_no)
+        if self.guard is not None and self.guard.active:
+            self.guard.check(entry.subject if entry is not None else self.subject_of(psn_no))
         if entry is not None:
             self._cache.move_to_end(psn_no)
             if not entry.stale:
@@ -140,7 +170,9 @@ class JetStreamStore:
         started = time.perf_counter()
         msgs = await read_subject(self.js, subject, stream=self.stream, timeout=self.timeout)
         person = Person(psn_no) if psn_no is not None else None
+        head = ""
         for msg in msgs:
+            head = self._checked(subject, msg, head)
             commit = decode_commit(msg.data)
             if person is None:
                 found = next((e.psn_no for e in commit.events if isinstance(getattr(e, "psn_no", None), str)), None)
@@ -166,10 +198,25 @@ class JetStreamStore:
                                       timeout=self.timeout)
             if entry.person.version != version:
                 continue                              # moved while we read: read again from the new version
+            head = entry.person.head_hash
+            for msg in msgs:
+                head = self._checked(entry.subject, msg, head)
             for msg in msgs:
                 apply_commit(entry.person, decode_commit(msg.data), msg.seq)
             entry.stale = False
             return
+
+    def _checked(self, subject: str, msg: Any, head: str) -> str:
+        """The head after `msg` if the ledger sealed it for `subject` and it continues from `head`;
+        else the person is refused (`LedgerHeld`): never folded, never skipped."""
+        try:
+            view = read_sealed(self._seal_key, subject, msg.data)
+        except Unsealed as bad:
+            raise self._held(subject, msg.seq, FORGED_MESSAGE, str(bad)) from None
+        after = links_from(view.events, head)
+        if after is None:
+            raise self._held(subject, msg.seq, FORGED_MESSAGE, "does not continue the person's chain")
+        return after
 
     def _put(self, psn_no: str, entry: _Entry) -> None:
         old = self._cache.get(psn_no)
@@ -197,6 +244,11 @@ class JetStreamStore:
         holder = self._key_holders.get(subject)
         if holder is None and fresh:
             msgs = await read_subject(self.js, subject, stream=self.stream, timeout=self.timeout)
+            for msg in msgs[:1]:                  # a claim the ledger did not seal is a forgery, not a holder
+                try:
+                    read_sealed(self._seal_key, subject, msg.data)
+                except Unsealed as bad:
+                    raise self._held(subject, msg.seq, FORGED_MESSAGE, str(bad)) from None
             claims = [e for m in msgs[:1] for e in decode_commit(m.data).events if isinstance(e, ev.KeyClaimed)]
             if claims:
                 holder = claims[0].person_key
@@ -215,13 +267,30 @@ class JetStreamStore:
                               causation_id=first.causation_id, recorded_at=first.recorded_at, kind=key[0],
                               key_hash=subject.rsplit(".", 1)[1], person_key=holder)
         events, stored, _ = seal_stored([claim], "")
-        return subject, _encode_commit(ev.Commit(claim.event_id, claim.correlation_id, events), stored)
+        return subject, encode_sealed(self._seal_key, subject, ev.Commit(claim.event_id, claim.correlation_id,
+                                                                         events), stored)
+
+    async def _publish_claim(self, subject: str, claim: bytes, mark: int, psn_no: str) -> None:
+        """Take a key: expecting 0 on its subject, so a key another person holds is a `Conflict` (the
+        retry reads who holds it) before anything of this decision is stored."""
+        try:
+            seq = await self._publish(subject, claim, 0)
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                if self.metrics is not None:
+                    self.metrics.conflict()
+                raise Conflict(psn_no) from None
+            raise
+        if self.guard is not None:
+            self.guard.acked(seq, mark)
 
     # --- appending ---------------------------------------------------------------------
 
     async def append(self, decision: Decision, person: Person | None) -> None:
         if not decision.events:
             return                                    # a duplicate: answered from state, nothing new
+        if self.guard is not None and self.guard.active:
+            self.guard.check(None if decision.psn_no is None else self.subject_of(decision.psn_no))
         if decision.psn_no is not None:
             await self._append_person(decision, person)
         else:
@@ -238,18 +307,23 @@ class JetStreamStore:
         subject = entry.subject if entry is not None else self.subject_of(psn_no)
         events, stored, _ = seal_stored(decision.events, head)
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
-        payload = _encode_commit(commit, stored)
+        payload = encode_sealed(self._seal_key, subject, commit, stored)
+        mark = self.guard.high_water if self.guard is not None else 0
         holder = subject.rsplit(".", 1)[1]
         claims = [self._claim(key, holder, events[0]) for key in decision.claims
                   if self._key_holders.get(self.key_subject(key)) != holder]
         try:
             for claim_subject, claim in claims:          # the keys first: never a commit whose key is another's
-                await self._publish(claim_subject, claim, 0)
+                await self._publish_claim(claim_subject, claim, mark, psn_no)
                 self._remember_key(claim_subject, holder)
             seq = await self._publish(subject, payload, expected)
         except APIError as exc:
             self.forget(psn_no)
             if exc.err_code == WRONG_LAST_SEQUENCE:
+                actual = _actual_last(exc)
+                if actual is not None and actual < expected:
+                    raise self._held(subject, expected, PERSON_HEAD_MISSING,
+                                     f"decided on sequence {expected}; the subject now ends at {actual}") from None
                 if self.metrics is not None:
                     self.metrics.conflict()
                 log.debug("conflict", subject=subject, expected=expected)
@@ -258,6 +332,8 @@ class JetStreamStore:
         except BaseException:
             self.forget(psn_no)                       # maybe stored, maybe not: the stream will tell
             raise
+        if self.guard is not None:
+            self.guard.acked(seq, mark)
         if person.version == expected:
             apply_commit(person, commit, seq)
             entry = self._cache.get(psn_no)
@@ -275,26 +351,40 @@ class JetStreamStore:
             # A refusal read the person's state (not_enrolled, unknown_settlement, ...) but appends
             # nothing to their subject, so the guard cannot catch stale state: check it here.
             subject = self.subject_of(person.psn_no)
-            if await last_subject_sequence(self.js, subject, stream=self.stream) != person.version:
+            last = await last_subject_sequence(self.js, subject, stream=self.stream)
+            if last != person.version:
                 self.forget(person.psn_no)
+                if last < person.version:
+                    raise self._held(subject, person.version, PERSON_HEAD_MISSING,
+                                     f"decided on sequence {person.version}; the subject now ends at {last}")
                 raise Conflict(person.psn_no)
         events, stored, _ = seal_stored(decision.events, "")   # reference events: chained within the commit
         commit = ev.Commit(events[0].event_id, events[0].correlation_id, events, decision.results)
         expected = self.ref.applied[kind] if kind in _GUARDED_REF_KINDS else None
+        subject = REF_SUBJECT.format(kind)
+        mark = self.guard.high_water if self.guard is not None else 0
         try:
-            await self._publish(REF_SUBJECT.format(kind), _encode_commit(commit, stored), expected)
+            seq = await self._publish(subject, encode_sealed(self._seal_key, subject, commit, stored), expected)
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics is not None:
                     self.metrics.conflict()
                 raise Conflict(kind) from None
             raise
+        if self.guard is not None:
+            self.guard.acked(seq, mark)
         if kind in self.ref.applied:
             await self.ref.catch_up(kind)
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
-        return await self.publisher.publish(subject, payload, expect_header(expected))
+        if self.metrics is None:
+            return await self.publisher.publish(subject, payload, expect_header(expected))
+        started = time.perf_counter()
+        try:
+            return await self.publisher.publish(subject, payload, expect_header(expected))
+        finally:
+            self.metrics.append_seconds.observe(time.perf_counter() - started)
 
     # --- reference data ----------------------------------------------------------------
 
@@ -349,9 +439,10 @@ class JetStreamStore:
                 return
 
 
-def _encode_commit(commit: ev.Commit, stored: list) -> bytes:
-    """The commit's bytes with its events as `seal_stored` already encoded them (msgspec copies Raw as is)."""
-    return ev.COMMIT_ENCODER.encode(msgspec.structs.replace(commit, events=stored))
+def _actual_last(exc: APIError) -> int | None:
+    """The subject's last sequence a 10071 names ("wrong last sequence: 40"), if it does."""
+    tail = str(exc.description or "").rpartition(":")[2].strip()
+    return int(tail) if tail.isdigit() else None
 
 
 def _has_quota_visits(person: Person, prefix: str, year: int) -> bool:

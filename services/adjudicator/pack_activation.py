@@ -14,6 +14,7 @@ from typing import Any
 from nats.js.errors import APIError
 
 from events import ledger as ev
+from events.chain import encode_sealed, seal_stored
 from services.policy.pack import Pack, PackSet
 from services.runtime.stream import EXPECTED_LAST_SUBJECT_SEQ, REF_SUBJECT, WRONG_LAST_SEQUENCE, read_subject
 from events.upcast import decode_commit
@@ -39,16 +40,18 @@ def activation(pack: Pack, now: dt.datetime) -> ev.PackActivated:
                             effective_from=pack.effective_from)
 
 
-async def activate_packs(js: Any, packs: PackSet, now: dt.datetime, attempts: int = 5) -> list[Pack]:
-    """Record the packs not yet on the stream; safe when several processes start at once."""
+async def activate_packs(js: Any, packs: PackSet, now: dt.datetime, *, seal_key: bytes,
+                         attempts: int = 5) -> list[Pack]:
+    """Record the packs not yet on the stream, sealed like every commit; safe when several processes start at once."""
     for _ in range(attempts):
         seen, last = await activated(js)
         new = [p for p in packs.packs if (p.id, p.version, p.digest) not in seen]
         if not new:
             return []
-        commit = ev.Commit(f"pack-activation-{last + 1}", "startup", [activation(p, now) for p in new])
+        events, stored, _ = seal_stored([activation(p, now) for p in new], "")
+        commit = ev.Commit(f"pack-activation-{last + 1}", "startup", events)
         try:
-            await js.publish(SUBJECT, ev.COMMIT_ENCODER.encode(commit),
+            await js.publish(SUBJECT, encode_sealed(seal_key, SUBJECT, commit, stored),
                              headers={EXPECTED_LAST_SUBJECT_SEQ: str(last)})
             return new
         except APIError as exc:

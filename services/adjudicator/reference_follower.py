@@ -7,15 +7,22 @@ is the cue to catch up; a timer makes up for cues core NATS may drop; callers
 catch up on demand (an unknown hospital, after writing a reference decision).
 Not an ordered push consumer: past its pending limits nats-py drops messages
 after recording their sequence, so a gap would go unnoticed.
+
+A reference commit the ledger did not seal is never applied: the follower stops
+at it and reports it (`on_forged`); the integrity guard then holds the whole
+ledger, since every decision reads reference data (ADR 0010).
 """
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from events.chain import Unsealed, read_sealed
 from events.upcast import decode_commit
+from services.integrity.findings import FORGED_MESSAGE, Finding
 from services.policy.engine import Reference
 from services.runtime.stream import REF_SUBJECT, STREAM, read_subject
 
@@ -26,8 +33,10 @@ POLL_EVERY = 5.0                           # seconds between catch-ups when no c
 
 
 class ReferenceFollower:
-    def __init__(self, js: Any, *, stream: str = STREAM, timeout: float = 5.0, poll_every: float = POLL_EVERY):
+    def __init__(self, js: Any, seal_key: bytes, *, stream: str = STREAM, timeout: float = 5.0,
+                 poll_every: float = POLL_EVERY, on_forged: Callable[[Finding], None] | None = None):
         self.js, self.stream, self.timeout, self.poll_every = js, stream, timeout, poll_every
+        self.seal_key, self.on_forged = seal_key, on_forged
         self.reference = Reference()
         self.applied = {kind: 0 for kind in REF_KINDS}      # last stream sequence applied, per kind
         self._subs: list[Any] = []
@@ -60,7 +69,14 @@ class ReferenceFollower:
                          timeout=self.timeout) for kind in kinds))
         for kind, msgs in zip(kinds, batches):
             for msg in msgs:
-                self._apply(kind, msg.seq, msg.data)
+                if not self._apply(kind, msg.seq, msg.data):
+                    break
+
+    async def reset(self) -> None:
+        """Follow the stream from its start again (it was restored, or a loss accepted)."""
+        fresh = ReferenceFollower(self.js, self.seal_key, stream=self.stream, timeout=self.timeout)
+        await fresh.catch_up()
+        self.reference, self.applied = fresh.reference, fresh.applied
 
     async def _on_cue(self, msg: Any) -> None:
         self._cue.set()
@@ -78,10 +94,19 @@ class ReferenceFollower:
             except Exception as exc:       # NATS away: the next cue or tick tries again
                 log.warning("reference_catch_up_failed", error=repr(exc))
 
-    def _apply(self, kind: str, seq: int, data: bytes) -> None:
+    def _apply(self, kind: str, seq: int, data: bytes) -> bool:
+        """Apply one reference commit; False (and nothing applied) if the ledger did not seal it."""
         if seq <= self.applied[kind]:
-            return                                    # already applied (concurrent catch-ups overlap)
+            return True                               # already applied (concurrent catch-ups overlap)
+        subject = REF_SUBJECT.format(kind)
+        try:
+            read_sealed(self.seal_key, subject, data)
+        except Unsealed as bad:
+            if self.on_forged is not None:
+                self.on_forged(Finding(FORGED_MESSAGE, str(bad), None, subject, seq))
+            return False
         for event in decode_commit(data).events:
             self.reference.evolve(event)
         self.applied[kind] = seq
         self.reference.version = max(self.reference.version, seq)
+        return True

@@ -13,6 +13,12 @@ class Conflict(Exception):
     """Another writer appended to this person first: reload and decide again (design.md §2)."""
 
 
+class LedgerHeld(Exception):
+    """The stream lost or holds something the ledger did not write (ADR 0010): nothing is decided for
+    this person (or anyone) until an operator restores the stream or accepts the loss. The message
+    gets the `unavailable` answer — not decided, not dead-lettered; send it again."""
+
+
 class Store(Protocol):
     async def person(self, psn_no: str) -> Person:
         """The person's folded state, at least as new as the last decision this store appended."""

@@ -4,12 +4,14 @@ Takes ``ledger.rpc.*`` requests (queue group) and pulls ``platform.in.>`` from
 the shared durable consumer, like the adjudicator inside `ledger run`; no HTTP,
 no PostgreSQL. Needs ``NATS_URL`` (user ``ledger``, password in the URL), and the same person-key secret as the other
 replicas (``LEDGER_PERSON_KEY_SECRET``, or the same ``LEDGER_DATA_DIR``).
+``LEDGER_METRICS_PORT`` serves its Prometheus metrics on 127.0.0.1.
 Prints ``ready`` on stdout once it takes messages; SIGTERM/SIGINT stop it
 after finishing what it took.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -34,6 +36,10 @@ async def _run() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ledger = await bootstrap(settings, options=RuntimeOptions.from_env(), connect_db=False)
+    metrics_port = os.environ.get("LEDGER_METRICS_PORT", "").strip()
+    if metrics_port:                   # Prometheus text on 127.0.0.1:<port>/ (the worker has no HTTP API)
+        from prometheus_client import start_http_server
+        start_http_server(int(metrics_port), addr="127.0.0.1", registry=ledger.metrics.registry)
     try:
         await ledger.start_transports()
         log.info("worker_ready", nats=redact_url(settings.nats_url))

@@ -42,7 +42,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -71,6 +71,8 @@ class ApiDeps:
     db: Any = None
     person_key: Callable[[str], str] | None = None
     settings: Any = None
+    seal_key: bytes | None = None      # to verify commits' seals (ADR 0010)
+    integrity: Any = None              # services.integrity.monitor.IntegrityMonitor of the read side, if any
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,7 +108,9 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", opt={"public": True}, tags=["operations"])
+@get("/ready", opt={"public": True}, tags=["operations"],
+     responses={503: ResponseSpec(dict[str, Any], description="Not ready: the failing checks say why",
+                                   generate_examples=False)})
 async def ready(deps: ApiDeps) -> Response[dict[str, Any]]:
     """200 once the ledger takes messages and NATS, PostgreSQL and every added check are fine; else 503."""
     checks: dict[str, dict[str, Any]] = {"taking_messages": {"ok": bool(deps.taking_messages())}}

@@ -10,8 +10,9 @@ import msgspec
 from litestar import Response, Router, get
 from litestar.params import Parameter
 
-from services.api.read_common import (EXCEPTION_HANDLERS, MAX_LIMIT, bad, check_limit, db_of, lag_of, not_found,
-                                      parse_cursor, with_lag)
+from services.api.read_common import (EXCEPTION_HANDLERS, MAX_LIMIT, YEAR, bad, check_limit, db_of, lag_of,
+                                      not_found, parse_cursor, with_lag)
+from services.api.responses import errors
 
 _CHECKPOINT = "SELECT seq FROM projection_checkpoint WHERE projection = 'claims'"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -97,7 +98,7 @@ def _month(value: str | None, name: str) -> dt.date | None:
         return None
     m = _MONTH.match(value)
     if m is None or not 1 <= int(m.group(2)) <= 12:
-        raise bad(f"{name} must be a month YYYY-MM, got {value!r}")
+        raise bad(f"{name} must be a month YYYY-MM")
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
@@ -106,7 +107,7 @@ async def read_settlement(deps: Any, setl_id: str) -> SettlementView:
     async with db_of(deps).acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM settlement WHERE setl_id = $1 ORDER BY seq DESC LIMIT 1", setl_id)
         if row is None:
-            raise not_found(f"settlement {setl_id!r}")
+            raise not_found("this settlement")
         lines = await conn.fetch("SELECT * FROM settlement_line WHERE setl_id = $1 AND person_key = $2 "
                                  "ORDER BY seq, idx", setl_id, row["person_key"])
         checkpoint = await conn.fetchval(_CHECKPOINT)
@@ -115,7 +116,8 @@ async def read_settlement(deps: Any, setl_id: str) -> SettlementView:
     return SettlementView(setl_id, row["person_key"], facts, view_lines, await lag_of(deps, checkpoint))
 
 
-@get("/settlements/{setl_id:str}", summary="One settlement as decided, with every line, rule and clause")
+@get("/settlements/{setl_id:str}", responses=errors(400, 404, 503),
+     summary="One settlement as decided, with every line, rule and clause")
 async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
     view = await read_settlement(deps, setl_id)
     return with_lag(view, view.projection_lag)
@@ -164,7 +166,8 @@ async def read_fund_flows(deps: Any, area: str | None = None, from_: str | None 
     return FlowsView(area, from_, to, months, totals, await lag_of(deps, checkpoint))
 
 
-@get("/funds/flows", summary="Money paid by area, fund and month (reversals negative)")
+@get("/funds/flows", responses=errors(400, 503),
+     summary="Money paid by area, fund and month (reversals negative)")
 async def fund_flows(deps: Any, area: str | None = None,
                      from_: str | None = Parameter(query="from", default=None, description="first month, YYYY-MM"),
                      to: str | None = Parameter(default=None, description="last month, YYYY-MM"),
@@ -183,7 +186,7 @@ async def read_warnings(deps: Any, area: str | None = None, year: int | None = N
     check_limit(limit)
     _area(area)
     if standing not in WARNING_STATES:
-        raise bad(f"state must be one of {', '.join(WARNING_STATES)}, got {standing!r}")
+        raise bad(f"state must be one of {', '.join(WARNING_STATES)}")
     after = parse_cursor(cursor)
     async with db_of(deps).acquire() as conn:
         rows = await conn.fetch(
@@ -201,11 +204,12 @@ async def read_warnings(deps: Any, area: str | None = None, year: int | None = N
     return WarningsPage(page, more, await lag_of(deps, checkpoint))
 
 
-@get("/warnings", summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
+@get("/warnings", responses=errors(400, 503),
+     summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
      description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
                  "`withdrawn` lists only those, `all` both.")
-async def warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
-                   standing: str = Parameter(query="state", default="active"),
+async def warnings(deps: Any, area: str | None = None, year: int | None = Parameter(default=None, **YEAR),
+                   code: str | None = None, standing: str = Parameter(query="state", default="active"),
                    limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
     page = await read_warnings(deps, area, year, code, standing, limit, cursor)
     return with_lag(page, page.projection_lag)

@@ -18,7 +18,8 @@ from litestar.params import Parameter
 
 from events.results import RESULT_ENCODER
 from services.api.read_common import (EXCEPTION_HANDLERS, ApiError, check_limit, db_of, lag_of, not_found,
-                                      with_lag)
+                                      parse_seq_cursor, with_lag)
+from services.api.responses import errors
 
 
 class Redrive(msgspec.Struct):
@@ -80,12 +81,11 @@ async def read_dead_letters(deps: Any, code: str | None = None, wanted: str | No
                             cursor: str | None = None) -> DeadLettersPage:
     """One page of dead letters, oldest first, each with its redrives; `wanted` filters by redrive state."""
     check_limit(limit)
-    if cursor is not None and not cursor.isdigit():
-        raise ApiError(400, "invalid_parameter", f"cursor {cursor!r} is not one this API gave")
+    after = parse_seq_cursor(cursor)
     if wanted not in (None, "pending", "redriven", "failed"):
         raise ApiError(400, "invalid_parameter", "state must be pending, redriven or failed")
     async with db_of(deps).acquire() as conn:
-        rows = await conn.fetch(_LIST, code, int(cursor or 0), limit + 1)
+        rows = await conn.fetch(_LIST, code, after, limit + 1)
         checkpoint = await conn.fetchval("SELECT seq FROM projection_checkpoint WHERE projection = 'dead_letters'")
     views = [_view(r) for r in rows[:limit]]
     more = str(views[-1].seq) if len(rows) > limit and views else None
@@ -94,7 +94,8 @@ async def read_dead_letters(deps: Any, code: str | None = None, wanted: str | No
     return DeadLettersPage(views, more, await lag_of(deps, checkpoint))
 
 
-@get("/", summary="Messages the ledger could not decide, with their redrive state")
+@get("/", responses=errors(400, 503),
+     summary="Messages the ledger could not decide, with their redrive state")
 async def list_dead_letters(deps: Any, code: str | None = None,
                             wanted: str | None = Parameter(query="state", default=None,
                                                           description="pending, redriven or failed"),
@@ -108,7 +109,7 @@ async def redrive_dead_letter(deps: Any, dead_letter_id: str) -> RedriveOutcome:
     db = db_of(deps)
     raw = await db.fetchval("SELECT raw FROM dead_letter WHERE event_id = $1", dead_letter_id)
     if raw is None:
-        raise not_found(f"dead letter {dead_letter_id!r}")
+        raise not_found("this dead letter")
     if getattr(deps, "submit", None) is None:
         raise ApiError(503, "unavailable", "this process does not decide messages")
     results = await deps.submit(bytes(raw), f"redrive:{dead_letter_id}", "redrive")
@@ -120,7 +121,8 @@ async def redrive_dead_letter(deps: Any, dead_letter_id: str) -> RedriveOutcome:
     return RedriveOutcome(dead_letter_id, outcome, ok, [msgspec.Raw(RESULT_ENCODER.encode(r)) for r in results])
 
 
-@post("/{dead_letter_id:str}/redrive", status_code=200, opt={"roles": ("admin",)},
+@post("/{dead_letter_id:str}/redrive", responses=errors(400, 404, 503),
+      status_code=200, opt={"roles": ("admin",)},
       summary="Submit a dead letter's raw bytes again through the decision path; the outcome is recorded")
 async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
     return await redrive_dead_letter(deps, dead_letter_id)

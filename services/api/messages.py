@@ -27,13 +27,15 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response, Router, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 
 from events import codes
 from events.limits import Body
-from events.results import Outbound, encode_result
+from events.results import Outbound, Result, encode_result
 from services.adjudicator.service import redact
-from services.ingest.outbound import ERROR_HEADER, unavailable
+from services.api.responses import AUTH
+from services.ingest.outbound import ERROR_HEADER, Unavailable, unavailable
 
 log = structlog.get_logger(component="ledger.http")
 
@@ -52,6 +54,15 @@ def status_for(result: Outbound) -> int:
     return 200
 
 
+_RESPONSES = {
+    200: ResponseSpec(Result, description="The result: `settled`, `duplicate`, or `rejected` by a rule",
+                      generate_examples=False),
+    400: ResponseSpec(Result, description="A `rejected` result: not a readable message", generate_examples=False),
+    503: ResponseSpec(Unavailable, description="Not decided now (nothing stored): send it again",
+                      generate_examples=False),
+    **AUTH}
+
+
 @dataclass
 class _SubmitOperation(Operation):
     def __post_init__(self) -> None:
@@ -64,6 +75,7 @@ class _SubmitOperation(Operation):
 
 
 @post("/", status_code=200, request_max_body_size=None, summary="Submit one inbound message and get its result",
+      responses=_RESPONSES,
       description="The result of integration.md §2 (e.g. `settlement_result`); 400 for an unreadable message, "
                   "503 when it could not be decided now.",
       operation_class=_SubmitOperation, media_type=_JSON)

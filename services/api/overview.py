@@ -13,6 +13,7 @@ import msgspec
 from litestar import Response, Router, get
 
 from services.api.read_common import EXCEPTION_HANDLERS, db_of, lag_of, with_lag
+from services.api.responses import errors
 
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -50,7 +51,7 @@ async def read_overview(deps: Any, now: dt.datetime | None = None) -> OverviewVi
                         row["failed"], lag)
 
 
-@get("/overview", summary="Decisions today and this year (UTC+8), warnings standing, dead letters waiting")
+@get("/overview", responses=errors(400, 503), summary="Decisions today and this year (UTC+8), warnings standing, dead letters waiting")
 async def overview(deps: Any) -> Response[OverviewView]:
     view = await read_overview(deps)
     return with_lag(view, view.projection_lag)

@@ -9,10 +9,12 @@ from typing import Any
 
 import msgspec
 from litestar import Response, Router, get
+from litestar.params import Parameter
 
 from events.ledger import Event
-from services.api.read_common import (EXCEPTION_HANDLERS, bad, check_limit, db_of, key_of, lag_of, not_found,
+from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
+from services.api.responses import errors
 
 EVENT_TYPES = frozenset(t.__struct_config__.tag for t in typing.get_args(Event))
 
@@ -129,7 +131,8 @@ async def read_person_year(deps: Any, psn_no: str, year: int) -> PersonYearView:
         row["last_seq"], row["updated_at"], lag)
 
 
-@get("/{psn_no:str}/years/{year:int}", summary="A person's year: cap, 大病 deductible progress, totals")
+@get("/{psn_no:str}/years/{year:int}", responses=errors(400, 404, 503),
+     summary="A person's year: cap, 大病 deductible progress, totals")
 async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearView]:
     view = await read_person_year(deps, psn_no, year)
     return with_lag(view, view.projection_lag)
@@ -140,7 +143,7 @@ async def read_person_events(deps: Any, psn_no: str, year: int | None = None, ty
     """One page of a person's audit trail, oldest first."""
     check_limit(limit)
     if type is not None and type not in EVENT_TYPES:
-        raise bad(f"type {type!r} is not an event type; known: {sorted(EVENT_TYPES)}")
+        raise bad(f"type is not an event type; known: {sorted(EVENT_TYPES)}")
     after = parse_cursor(cursor)
     key = key_of(deps, psn_no)
     async with db_of(deps).acquire() as conn:
@@ -161,9 +164,10 @@ async def read_person_events(deps: Any, psn_no: str, year: int | None = None, ty
     return TrailPage(key, events, more, await lag_of(deps, checkpoint))
 
 
-@get("/{psn_no:str}/events", summary="A person's audit trail: every event with its hashes and payload")
-async def person_events(psn_no: str, deps: Any, year: int | None = None, type: str | None = None,
-                        limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
+@get("/{psn_no:str}/events", responses=errors(400, 404, 503),
+     summary="A person's audit trail: every event with its hashes and payload")
+async def person_events(psn_no: str, deps: Any, year: int | None = Parameter(default=None, **YEAR),
+                        type: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     page = await read_person_events(deps, psn_no, year, type, limit, cursor)
     return with_lag(page, page.projection_lag)
 

@@ -24,6 +24,8 @@ from services.runtime.stream import STREAM
 log = structlog.get_logger(component="ledger.reads")
 
 LAG_HEADER = "X-Projection-Lag"
+YEAR = {"ge": 1900, "le": 2200}          # Parameter bounds of a policy year (and of PostgreSQL's int4)
+_SEQ_MAX = 2**63 - 1
 LAG_TTL = 0.1
 MAX_LIMIT = 1000
 
@@ -52,8 +54,10 @@ def _api_error(_: Request, exc: ApiError) -> Response[ErrorBody]:
 
 
 def _validation_error(_: Request, exc: ValidationException) -> Response[ErrorBody]:
+    # Not `exc.detail`: Litestar puts the request's path and query in it, which may carry a psn_no.
     extra = "; ".join(f"{e.get('key', '')}: {e.get('message', '')}" for e in (exc.extra or []) if isinstance(e, dict))
-    return Response(ErrorBody("invalid_parameter", f"{exc.detail}{': ' + extra if extra else ''}"), status_code=400)
+    return Response(ErrorBody("invalid_parameter", f"invalid parameters{': ' + extra if extra else ''}"),
+                    status_code=400)
 
 
 def _unavailable(_: Request, exc: Exception) -> Response[ErrorBody]:
@@ -124,6 +128,15 @@ def parse_cursor(cursor: str | None) -> tuple[int, int]:
     if not cursor:
         return (0, -1)
     seq, _, idx = cursor.partition(".")
-    if not (seq.isdigit() and idx.isdigit()):
-        raise bad(f"cursor {cursor!r} is not one this API gave")
+    if not (seq.isdigit() and idx.isdigit() and int(seq) <= _SEQ_MAX and int(idx) < 2**31):
+        raise bad("cursor is not one this API gave")
     return int(seq), int(idx)
+
+
+def parse_seq_cursor(cursor: str | None) -> int:
+    """Cursors that are one stream sequence."""
+    if cursor is None:
+        return 0
+    if not (cursor.isdigit() and int(cursor) <= _SEQ_MAX):
+        raise bad("cursor is not one this API gave")
+    return int(cursor)

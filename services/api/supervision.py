@@ -9,6 +9,7 @@ import msgspec
 from litestar import Response, Router, get, post
 
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
+from services.api.responses import errors
 from services.audit.job import AuditRequest, expire_abandoned, start_audit
 from services.policy.pack import PackError
 from services.runtime.stream import STREAM
@@ -62,7 +63,7 @@ def _stream(deps: Any) -> str:
     return getattr(deps, "extras", {}).get("stream", STREAM)
 
 
-@post("/audits", status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
+@post("/audits", responses=errors(400, 503), status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
       description="`pack_dir` and `what_if_dir` name pack sets in the server's pack archive (LEDGER_PACK_ARCHIVE), "
                   "not paths.")
 async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
@@ -94,37 +95,50 @@ async def read_audit(deps: Any, job_id: str) -> AuditView:
     await expire_abandoned(db_of(deps), job_id)
     row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
     if row is None:
-        raise not_found(f"audit {job_id!r}")
+        raise not_found("this audit")
     return AuditView(row["id"], row["status"], msgspec.Raw(row["scope"]), row["done"], row["total"],
                      msgspec.Raw(row["totals"]), msgspec.Raw(row["differences"]), row["error"], row["created_at"],
                      row["started_at"], row["finished_at"])
 
 
-@get("/audits/{audit_id:str}", summary="An audit's status, progress, totals and differences")
+@get("/audits/{audit_id:str}", responses=errors(400, 404, 503), summary="An audit's status, progress, totals and differences")
 async def get_audit(audit_id: str, deps: Any) -> AuditView:
     return await read_audit(deps, audit_id)
 
 
-@get("/verify", summary="Recompute every person's hash chain from the stream (or one person's); the first break",
+@get("/verify", responses=errors(400, 404, 503), summary="Recompute every person's hash chain and check every seal from the stream (or one "
+                         "person's); the first break, and what the stream lost against the read models",
      description="With `psn_no`, only that person's subject is read: seconds, where the whole ledger may take "
-                 "minutes (then prefer `ledger verify`).")
+                 "minutes (then prefer `ledger verify`). `findings` are what the read side finds the stream lost "
+                 "or holds unsealed (ADR 0010); `acceptances` and `restores` what operators did about it. `ok` "
+                 "only when there is no break, no missing sequence and no finding.")
 async def verify(deps: Any, psn_no: str | None = None) -> Any:
     return await run_verify(deps, psn_no)
 
 
 async def run_verify(deps: Any, psn_no: str | None = None) -> Any:
-    """A VerifyReport of the whole stream, or of one person's subject."""
-    from projections.verify import verify_person, verify_stream
+    """A VerifyReport of the whole stream, or of one person's subject, with what loss detection found."""
+    from projections.verify import verify_person, verify_stream, with_integrity
+    from services.integrity.records import integrity_of
     if getattr(deps, "js", None) is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
+    seal_key = getattr(deps, "seal_key", None)
+    if seal_key is None:
+        raise ApiError(503, "unavailable", "this server has no seal key to verify commits with")
+    key = None
     if psn_no is not None:
         if not psn_no.strip():
             raise bad("psn_no must not be empty")
-        report = await verify_person(deps.js, deps.person_key(psn_no), stream=_stream(deps))
+        key = deps.person_key(psn_no)
+        report = await verify_person(deps.js, key, stream=_stream(deps), seal_key=seal_key)
         if report.messages == 0:
             raise not_found("no events for this person")
-        return report
-    return await verify_stream(deps.js, stream=_stream(deps))
+    else:
+        report = await verify_stream(deps.js, stream=_stream(deps), seal_key=seal_key)
+    found, accepted, restored = await integrity_of(db_of(deps), deps.js, seal_key, getattr(deps, "integrity", None))
+    if key is not None:
+        found = [f for f in found if f.whole_stream or f.person_key == key]
+    return with_integrity(report, found, accepted, restored)
 
 
 class AuditSummary(msgspec.Struct):
@@ -154,7 +168,9 @@ def _rebuild(r: Any) -> RebuildView | None:
                        r["error"])
 
 
-@get("/projections", summary="Each projection's checkpoint, lag, owner and rebuild progress")
+@get("/projections", responses=errors(400, 503), summary="Each projection's checkpoint, lag, owner and rebuild progress",
+     description="`lag` is the stream's last sequence minus the checkpoint: negative when the stream ends before "
+                 "what was projected (it lost messages: see `GET /v1/verify`).")
 async def projections(deps: Any) -> Response[list[ProjectionView]]:
     return Response(await read_projections(deps))
 
@@ -166,7 +182,8 @@ async def read_projections(deps: Any) -> list[ProjectionView]:
         "r.finished_at, r.error FROM projection_checkpoint c LEFT JOIN projection_rebuild r USING (projection) "
         "ORDER BY c.projection")
     head = await stream_head(deps)
-    return [ProjectionView(r["projection"], r["seq"], head, None if head is None else max(0, head - r["seq"]),
+    # A negative lag says the stream is behind its checkpoint: loss, shown, not hidden (ADR 0010).
+    return [ProjectionView(r["projection"], r["seq"], head, None if head is None else head - r["seq"],
                            r["generation"], r["owner"], r["updated_at"], _rebuild(r)) for r in rows]
 
 
@@ -179,6 +196,8 @@ def read_routers() -> list[Router]:
     """Every router of the read side, for `create_app(deps, routers=read_routers())`."""
     from services.api.claims_reads import claims_router
     from services.api.dead_letters import dead_letters_router
+    from services.api.digest import digest_router
     from services.api.overview import overview_router
     from services.api.persons import persons_router
-    return [persons_router(), claims_router(), dead_letters_router(), supervision_router(), overview_router()]
+    return [persons_router(), claims_router(), dead_letters_router(), supervision_router(), overview_router(),
+            digest_router()]

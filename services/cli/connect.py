@@ -15,7 +15,7 @@ from typing import Any
 import nats
 
 from services.runtime.nats_users import read_nats_users, redact_url, url_for
-from services.runtime.secrets import person_key, person_key_secret
+from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
 
 
@@ -27,16 +27,30 @@ class ReadSide:
     nc: Any
     js: Any
     secret: bytes
+    seal_key: bytes
 
     def person_key(self, psn_no: str) -> str:
         return person_key(self.secret, psn_no)
 
 
-def _embedded_url(settings: Settings) -> str:
-    """The local `ledger run`'s NATS as its services' user (from the data dir's nats-users.json)."""
+def _embedded_url(settings: Settings, user: str = "ledger") -> str:
+    """The local `ledger run`'s NATS as ``user`` (from the data dir's nats-users.json)."""
     address = f"nats://127.0.0.1:{settings.nats_port}"
     users = read_nats_users(settings.data_dir)
-    return url_for(address, users["ledger"]) if users is not None else address
+    return url_for(address, users[user]) if users is not None else address
+
+
+def admin_url(settings: Settings) -> str | None:
+    """A NATS admin's URL, for what only an operator may do (recreate a stream): LEDGER_NATS_ADMIN_URL, or
+    the local `ledger run`'s admin user; None with an external NATS and no admin given."""
+    if settings.nats_admin_url is not None:
+        return settings.nats_admin_url
+    return _embedded_url(settings, "admin") if settings.nats_url is None else None
+
+
+def servers(url: str) -> list[str]:
+    """NATS_URL's servers: a cluster lists one URL per node, comma-separated."""
+    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 @contextlib.asynccontextmanager
@@ -50,16 +64,15 @@ async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
         pg = start_postgres(settings.data_dir)
         database_url = pg.url
     try:
-        # A cluster's NATS_URL lists its servers with commas; nats-py takes them as a list only.
-        nc = await nats.connect(servers=[u.strip() for u in nats_url.split(",")], connect_timeout=3,
-                                max_reconnect_attempts=3, **settings.nats_auth)
+        nc = await nats.connect(servers(nats_url), connect_timeout=3, max_reconnect_attempts=3, **settings.nats_auth)
     except Exception as exc:
         if pg is not None:
             pg.stop()
         raise ConnectionError(f"cannot reach NATS at {redact_url(nats_url)} ({exc}); "
                               "start `ledger run` or set NATS_URL") from None
     try:
-        yield ReadSide(settings, nats_url, database_url, nc, nc.jetstream(), person_key_secret(settings))
+        yield ReadSide(settings, nats_url, database_url, nc, nc.jetstream(), person_key_secret(settings),
+                       seal_secret(settings))
     finally:
         await nc.close()
         if pg is not None:

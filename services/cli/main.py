@@ -26,6 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     verify.add_argument("--psn-no", help="only this person's chain (reads their subject alone)")
+    verify.add_argument("--digest", metavar="FILE", help="prove the stream still holds the history of this "
+                                                         "signed digest (`ledger digest`); names what differs")
+    verify.add_argument("--public-key", metavar="FILE", help="with --digest: the public key you kept "
+                                                             "(default: the data directory's)")
+    digest = sub.add_parser("digest", help="the stream's signed digest up to a sequence, for a supervisor to keep")
+    digest.add_argument("--upto", type=int, metavar="SEQ", help="last stream sequence covered (default: the last)")
+    digest.add_argument("--out", metavar="FILE", help="write the digest here instead of stdout")
+    digest.add_argument("--key", action="store_true", help="print the public key that verifies digests instead")
+    restore = sub.add_parser("restore", help="put stream LEDGER back from the read models' copy after a loss")
+    restore.add_argument("--yes", action="store_true", help="do it (without: show what was found and stop)")
+    restore.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
+    accept = sub.add_parser("accept-loss", help="accept, on the record, what the stream lost; re-project from it")
+    accept.add_argument("--reason", required=True, help="why the loss is accepted (kept with the acceptance)")
+    accept.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     audit = sub.add_parser("audit", help="replay decisions as of a time and list differences with the rules")
     audit.add_argument("--psn-no", help="one person")
     audit.add_argument("--area", help="admdvs prefix, e.g. 1410")
@@ -41,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from services.observability import configure_logging
+    configure_logging()          # log lines (alarms included) on stderr: stdout is for results and --json
     if args.command == "replay":
         from services.cli.replay import run
         return run(args.file, args.pack_dir, sys.stdout.buffer)
@@ -56,9 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rebuild":
         from services.cli.readside import rebuild_cmd
         return rebuild_cmd(args.projection, args.json, args.batch)
+    if args.command == "verify" and args.digest:
+        from services.cli.digest import verify_digest_cmd
+        return verify_digest_cmd(args.digest, args.public_key, args.json)
+    if args.command == "digest":
+        from services.cli.digest import digest_cmd
+        return digest_cmd(args.upto, args.out, args.key)
     if args.command == "verify":
         from services.cli.readside import verify_cmd
         return verify_cmd(args.json, args.psn_no)
+    if args.command == "restore":
+        from services.cli.integrity import restore_cmd
+        return restore_cmd(args.yes, args.json)
+    if args.command == "accept-loss":
+        from services.cli.integrity import accept_cmd
+        return accept_cmd(args.reason, args.json)
     if args.command == "audit":
         from services.cli.audit import audit_cmd
         return audit_cmd(args)

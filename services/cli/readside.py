@@ -29,12 +29,15 @@ def _stop_on_signals() -> asyncio.Event:
 async def _project(names: list[str] | None, batch: int) -> int:
     from projections.db import migrated_pool
     from projections.runner import Projector
+    from services.integrity.monitor import IntegrityMonitor
     async with connected() as side:
-        pool = await migrated_pool(side.database_url, max_size=2)
+        pool = await migrated_pool(side.database_url, max_size=3)
         try:
-            projector = Projector(side.database_url, pool, side.js, names, max_batch=batch)
+            projector = Projector(side.database_url, pool, side.js, names, max_batch=batch, seal_key=side.seal_key)
+            monitor = IntegrityMonitor(pool, side.js, side.seal_key, replicas=side.settings.stream_replicas)
             err.print(f"projecting {', '.join(projector.projections)} from {side.nats_url} (Ctrl-C stops)")
-            await projector.run(_stop_on_signals())
+            stop = _stop_on_signals()
+            await asyncio.gather(projector.run(stop), monitor.run(stop))     # loss detection beside it (ADR 0010)
         finally:
             await pool.close()
     return 0
@@ -63,7 +66,8 @@ async def _rebuild(names: list[str] | None, as_json: bool, batch: int) -> int:
                 def progress(state) -> None:
                     bar.update(task, completed=state.seq, total=max(state.target, 1), rate=state.rate)
 
-                state = await rebuild(side.database_url, pool, side.js, names, max_batch=batch, progress=progress)
+                state = await rebuild(side.database_url, pool, side.js, names, max_batch=batch, progress=progress,
+                                      seal_key=side.seal_key)
                 progress(state)
         finally:
             await pool.close()
@@ -81,10 +85,12 @@ def rebuild_cmd(name: str | None, as_json: bool, batch: int) -> int:
 
 
 async def _verify(as_json: bool, psn_no: str | None = None) -> int:
-    from projections.verify import verify_person, verify_stream
-    async with connected(need_database=False) as side:
+    from projections.db import migrated_pool
+    from projections.verify import verify_person, verify_stream, with_integrity
+    from services.integrity.records import integrity_of
+    async with connected() as side:
         if psn_no:
-            report = await verify_person(side.js, side.person_key(psn_no))
+            report = await verify_person(side.js, side.person_key(psn_no), seal_key=side.seal_key)
         else:
             with progress_bar() as bar:
                 task = bar.add_task("verify chains", total=None, rate=0.0)
@@ -94,19 +100,37 @@ async def _verify(as_json: bool, psn_no: str | None = None) -> int:
                     bar.update(task, completed=seq, total=last,
                                rate=seq / max(time.perf_counter() - started, 1e-6))
 
-                report = await verify_stream(side.js, progress=progress)
+                report = await verify_stream(side.js, progress=progress, seal_key=side.seal_key)
+        pool = await migrated_pool(side.database_url, max_size=2)
+        try:
+            found, accepted, restored = await integrity_of(pool, side.js, side.seal_key)
+        finally:
+            await pool.close()
+        if psn_no:
+            found = [f for f in found if f.whole_stream or f.person_key == side.person_key(psn_no)]
+        report = with_integrity(report, found, accepted, restored)
     if as_json:
         sys.stdout.write(msgspec.json.encode(report).decode() + "\n")
     else:
         err.print(f"{report.messages:,} messages, {report.events:,} person events, {report.persons:,} persons "
                   f"checked up to sequence {report.last_seq} in {report.seconds}s")
         if report.ok:
-            err.print("[green]every chain holds[/green]")
-        else:
+            err.print("[green]every chain holds, every commit is sealed, the stream holds what the read models "
+                      "remember[/green]")
+        if report.missing:
+            err.print(f"[red]{report.missing:,} sequences up to {report.last_seq} are gone from the stream[/red]")
+        if report.breaks:
             table = Table("subject", "seq", "index", "event_id", "reason", title="chain breaks (first per person)")
             for b in report.breaks:
                 table.add_row(b.subject, str(b.seq), str(b.index), b.event_id, b.reason)
             err.print(table)
+        if report.findings:
+            table = Table("finding", "person_key", "seq", "detail", title="the stream against the read models")
+            for f in report.findings:
+                table.add_row(f.code, f.person_key or "", "" if f.seq is None else str(f.seq), f.detail)
+            err.print(table)
+        for a in report.acceptances:
+            err.print(f"loss accepted {a.accepted_at:%Y-%m-%d %H:%M} (#{a.id}): {a.reason}")
     return 0 if report.ok else 1
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -69,8 +69,38 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def start_read_side(ledger: Any, database_url: str, tokens: Mapping[str, str],
+                          **monitor: Any) -> tuple[Any, Any]:
+    """The read side next to `ledger`, and what the HTTP API is given: migrations, a first integrity
+    check — told to the adjudicator before it takes a message (ADR 0010) — then the projector and
+    the monitor in the background."""
+    from projections.service import ReadSide
+    from services.api.app import ApiDeps
+    settings = ledger.settings
+    read_side = await ReadSide(database_url, ledger.js, ledger.seal_key, metrics=ledger.metrics,
+                               replicas=settings.stream_replicas, project=ledger.options.projector,
+                               **monitor).start()
+    if ledger.guard is not None:
+        await ledger.guard.refresh()
+    from services.ingest import oversize
+
+    def submit(raw: bytes, source: str, transport: str) -> Any:
+        # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
+        return oversize.decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
+
+    def dead_letter(raw: bytes, source: str, code: str, message: str, transport: str) -> Any:
+        return oversize.dead_letter(ledger.adjudicator, raw, source, code, message, transport)
+
+    deps = ApiDeps(submit=submit, dead_letter=dead_letter, tokens=tokens, metrics=ledger.metrics,
+                   publish_extra=ledger.publish_extra, taking_messages=lambda: ledger.taking_messages,
+                   nc=ledger.nc, js=ledger.js, db=ledger.db, person_key=ledger.person_key, settings=settings,
+                   ready_checks=[read_side.lag_check, read_side.integrity_check], seal_key=ledger.seal_key,
+                   integrity=read_side.monitor)
+    return read_side, deps
+
+
 async def _run(settings: Settings, options: object) -> int:
-    from services.api.app import ApiDeps, create_app
+    from services.api.app import create_app
     from services.bootstrap import bootstrap
     from services.runtime.embedded import embedded_servers
     from services.runtime.nats_users import redact_url
@@ -124,25 +154,9 @@ async def _run(settings: Settings, options: object) -> int:
             http_task: asyncio.Task | None = None
             read_side = None
             try:
-                from projections.service import ReadSide
-                from services.ingest import oversize
-                from services.ingest.oversize import decide
                 from services.api.supervision import read_routers
                 from services.console.plugin import ConsolePlugin
-                read_side = await ReadSide(database_url, ledger.js,
-                                           project=options.projector).start()  # type: ignore[attr-defined]   # migrations, then the projector
-                def submit(raw: bytes, source: str, transport: str) -> Any:
-                    # What NATS could not carry is dead-lettered as message_too_large, as on NATS.
-                    return decide(ledger.adjudicator, raw, source, transport, ledger.nc.max_payload)
-
-                def dead_letter(raw: bytes, source: str, code: str, message: str, transport: str) -> Any:
-                    return oversize.dead_letter(ledger.adjudicator, raw, source, code, message, transport)
-
-                deps = ApiDeps(submit=submit, dead_letter=dead_letter,
-                               tokens=tokens, metrics=ledger.metrics, publish_extra=ledger.publish_extra,
-                               taking_messages=lambda: ledger.taking_messages, nc=ledger.nc, js=ledger.js,
-                               db=ledger.db, person_key=ledger.person_key, settings=settings,
-                               ready_checks=[read_side.lag_check])
+                read_side, deps = await start_read_side(ledger, database_url, tokens)
                 config = uvicorn.Config(create_app(deps, routers=read_routers(), plugins=[ConsolePlugin(deps)]), log_config=None, access_log=False, lifespan="on",
                                         server_header=False, timeout_graceful_shutdown=10)
                 server = _Server(config)

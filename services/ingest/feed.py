@@ -11,7 +11,11 @@ redelivery after ``ack_wait`` and, the decision being already stored, a
 ``duplicate`` answer — never a second payment. A message whose handling
 raises is nak'd with a growing delay; on its last allowed delivery
 (``max_deliver``) it is dead-lettered as ``poison_message`` (a MessageRejected
-with its raw bytes on ``ledger.ref.rejected``) and term()'d.
+with its raw bytes on ``ledger.ref.rejected``) and term()'d. A message the
+ledger refuses to decide because the stream is held (`LedgerHeld`, ADR 0010)
+is neither: it is kept in progress (``+WPI``, so it is not redelivered and its
+delivery count does not grow) and tried again every `hold_retry` seconds
+until the hold is lifted or the feed stops.
 
 The pull loop is our own rather than nats-py's ``fetch()``: ``fetch(n)``
 returns a partial batch only when its timeout expires, which adds up to the
@@ -36,6 +40,7 @@ from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
+from services.adjudicator.store import LedgerHeld
 from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
                                       subscribe_direct)
 from services.ingest.outbound import ResultPublisher
@@ -62,6 +67,7 @@ class FeedConfig:
     expires: float = 30.0           # pull request lifetime
     heartbeat: float = 5.0          # idle heartbeat of a pull request
     nak_delay: float = 1.0          # first retry delay; doubles per try, at most 30 s
+    hold_retry: float = 2.0         # while the ledger is held: seconds between tries (kept in progress)
     replicas: int = 1
 
     @classmethod
@@ -171,11 +177,16 @@ class FeedConsumer:
                 if msg_id:
                     headers["Ledger-Msg-Id"] = msg_id
             source = f"nats:{msg.subject}"
-            try:
-                results = await decide(self.adjudicator, msg.data, source, "feed")
-            except Exception as exc:
-                await self._failed(msg, source, headers, exc)
-                return
+            while True:
+                try:
+                    results = await decide(self.adjudicator, msg.data, source, "feed")
+                    break
+                except LedgerHeld:
+                    if not await self._held(msg):
+                        return                                # stopping: redelivered after ack_wait
+                except Exception as exc:
+                    await self._failed(msg, source, headers, exc)
+                    return
             await self.publisher.publish(results, headers)
             await send(self.nc, msg.reply, b"")               # +ACK (an empty payload), last
             self.processed += 1
@@ -185,6 +196,17 @@ class FeedConsumer:
             self._inflight -= 1
             if not self._stopping:
                 await self._pull()
+
+    async def _held(self, msg: Any) -> bool:
+        """Not decided, not dead-lettered: keep the message ours for `hold_retry` seconds; False when stopping."""
+        await msg.in_progress()
+        deadline = asyncio.get_running_loop().time() + self.config.hold_retry
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return True
+            await asyncio.sleep(min(left, 0.5))
+        return False
 
     async def _failed(self, msg: Any, source: str, headers: dict[str, str], exc: Exception) -> None:
         delivered = delivery_count(msg)

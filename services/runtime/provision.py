@@ -57,10 +57,12 @@ def read_only(js: Any) -> Any:
 
 
 async def provision_streams(admin_url: str, *, replicas: int | None = None, feed: Any = None) -> None:
-    """Create stream LEDGER and PLATFORM_IN, or bring them to the required settings (admin rights)."""
+    """Create streams LEDGER and PLATFORM_IN and the LEDGER_INTEGRITY bucket, or bring them to the
+    required settings (admin rights)."""
     import nats
 
     from services.ingest.feed import FeedConfig, ensure_inbound_stream
+    from services.integrity.state import bucket
     from services.runtime.stream import ensure_ledger_stream
 
     servers = [u.strip() for u in admin_url.split(",")]     # a cluster: one URL per node, as NATS_URL
@@ -69,6 +71,7 @@ async def provision_streams(admin_url: str, *, replicas: int | None = None, feed
         js = nc.jetstream()
         await ensure_ledger_stream(js, replicas=replicas)
         await ensure_inbound_stream(js, feed or FeedConfig())
+        await bucket(js, replicas)         # the loss-detection record (ADR 0010): a stream, so the admin's
     finally:
         await nc.close()
 

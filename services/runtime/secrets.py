@@ -1,8 +1,9 @@
-"""Deployment secrets: the person-key HMAC secret and the role bearer tokens.
+"""Deployment secrets: the person-key HMAC secret, the seal key and the role bearer tokens.
 
 Why: subjects, stream listings and logs must never show a ``psn_no``, so the
-ledger names a person's subject by a keyed hash of it; and the API needs one
-bearer token per role. Both come from the environment in production. With
+ledger names a person's subject by a keyed hash of it; every commit is sealed
+with a key of the ledger's own, so a message someone else published is told
+apart (ADR 0010); and the API needs one bearer token per role. Both come from the environment in production. With
 nothing configured, ``ledger run`` generates them once into the data
 directory (mode 0600) and reuses them, so a restart keeps the same person
 subjects and the same tokens.
@@ -12,7 +13,8 @@ Files are created atomically and never overwritten (write a temp file, then
 directory end up with the same value, and no reader sees half a file.
 
 Changing the person-key secret after events were written orphans every
-existing person subject: treat it like the data itself (back it up).
+existing person subject, and changing the seal key makes every stored commit
+look forged: treat both like the data itself (back them up).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from pathlib import Path
 
 from services.runtime.settings import ROLES, Settings
 
-__all__ = ["PERSON_KEY_HEX_LEN", "keyed_hash", "person_key", "person_key_secret", "role_tokens"]
+__all__ = ["PERSON_KEY_HEX_LEN", "keyed_hash", "person_key", "person_key_secret", "role_tokens", "seal_secret"]
 
 PERSON_KEY_HEX_LEN = 32  # 128 bits: no collisions in practice, short subject tokens
 PERSON_KEY_FILE = "person_key.secret"
+SEAL_KEY_FILE = "seal.secret"
 
 
 def _write_once(path: Path, make: Callable[[], str]) -> str:
@@ -54,19 +57,28 @@ def _write_once(path: Path, make: Callable[[], str]) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def person_key_secret(settings: Settings) -> bytes:
-    """The HMAC secret: LEDGER_PERSON_KEY_SECRET, else ``<data_dir>/person_key.secret``.
-
-    The generated secret is ``secrets.token_hex(32)``; either way the UTF-8
-    bytes of the text are the key.
-    """
-    if settings.person_key_secret is not None:
-        return settings.person_key_secret.encode("utf-8")
-    path = settings.data_dir / PERSON_KEY_FILE
+def _key(given: str | None, path: Path, variable: str) -> bytes:
+    """`given` (from the environment), else the key in `path`, generated once (``secrets.token_hex(32)``);
+    either way the UTF-8 bytes of the text are the key."""
+    if given is not None:
+        return given.encode("utf-8")
     text = _write_once(path, lambda: secrets.token_hex(32) + "\n").strip()
     if not text:
-        raise ValueError(f"{path} is empty; restore it from backup or set LEDGER_PERSON_KEY_SECRET")
+        raise ValueError(f"{path} is empty; restore it from backup or set {variable}")
     return text.encode("utf-8")
+
+
+def person_key_secret(settings: Settings) -> bytes:
+    """The HMAC secret: LEDGER_PERSON_KEY_SECRET, else ``<data_dir>/person_key.secret``."""
+    return _key(settings.person_key_secret, settings.data_dir / PERSON_KEY_FILE, "LEDGER_PERSON_KEY_SECRET")
+
+
+def seal_secret(settings: Settings) -> bytes:
+    """The seal key: LEDGER_SEAL_SECRET, else ``<data_dir>/seal.secret`` (generated once, like the person key).
+
+    Every process that writes or verifies commits needs the same one: adjudicators, the projector,
+    `ledger verify`."""
+    return _key(settings.seal_secret, settings.data_dir / SEAL_KEY_FILE, "LEDGER_SEAL_SECRET")
 
 
 def person_key(secret: bytes, psn_no: str) -> str:

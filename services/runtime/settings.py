@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 8000
     http_host: str = "127.0.0.1"
     person_key_secret: str | None = None
+    seal_secret: str | None = None      # LEDGER_SEAL_SECRET: the key commits are sealed with (ADR 0010)
     tokens_file: Path | None = None
     token_platform: str | None = None
     token_supervisor: str | None = None
@@ -151,6 +152,7 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
         http_port=_port(env, "LEDGER_HTTP_PORT", 8000),
         http_host=http_host,
         person_key_secret=_secret(env, "LEDGER_PERSON_KEY_SECRET", _MIN_SECRET_LEN),
+        seal_secret=_secret(env, "LEDGER_SEAL_SECRET", _MIN_SECRET_LEN),
         tokens_file=Path(tokens_file).expanduser() if tokens_file else None,
         token_platform=_secret(env, "LEDGER_TOKEN_PLATFORM"),
         token_supervisor=_secret(env, "LEDGER_TOKEN_SUPERVISOR"),

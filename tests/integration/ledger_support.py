@@ -26,6 +26,7 @@ from services.runtime.settings import Settings
 from services.runtime.stream import PERSON_SUBJECT, read_subject
 
 SECRET = "integration-test-person-key-secret"
+SEAL_SECRET = "integration-test-seal-secret-0123"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -41,7 +42,7 @@ class Clock:
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, person_key_secret=SECRET)
+    return Settings(data_dir=data_dir, person_key_secret=SECRET, seal_secret=SEAL_SECRET)
 
 
 @contextlib.asynccontextmanager
@@ -122,7 +123,8 @@ def shared_paid(commits: list[ev.Commit]) -> Decimal:
 
 def worker_env(nats_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
-    env.update(NATS_URL=nats_url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_DATA_DIR=str(data_dir),
+    env.update(NATS_URL=nats_url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_SEAL_SECRET=SEAL_SECRET,
+               LEDGER_DATA_DIR=str(data_dir),
                LEDGER_LOG_LEVEL="debug", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env

@@ -10,22 +10,21 @@ from typing import Any
 import nats
 import pytest
 
-from events.ledger import COMMIT_ENCODER
 from projections.catalog import PROJECTIONS
 from projections.db import migrated_pool
 from projections.decode import decode_message
 from projections.model import MemoryTables
 from projections.runner import Projector
-from projections.sample import subject_of
+from projections.sample import stored_commit
 from services.runtime.stream import ensure_ledger_stream
 
 SECRET = b"read-side-integration-secret-0001"
+SEAL_KEY = b"read-side-integration-seal-key-01"
 
 
 async def publish(js: Any, store: Any, start: int = 0, stop: int | None = None) -> int:
-    """Publish store.commits[start:stop] to their subjects; returns the last stream sequence."""
-    acks = [await js.publish_async(subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
-            for p, c in store.commits[start:stop]]
+    """Publish store.commits[start:stop] to their subjects, sealed; returns the last stream sequence."""
+    acks = [await js.publish_async(*stored_commit(p, c, SECRET, SEAL_KEY)) for p, c in store.commits[start:stop]]
     done = await asyncio.gather(*acks)
     return done[-1].seq if done else 0
 
@@ -33,7 +32,7 @@ async def publish(js: Any, store: Any, start: int = 0, stop: int | None = None) 
 def expected_tables(store: Any, names: list[str] | None = None) -> dict[str, dict]:
     """The read models as the pure folds give them for the store's commits (sequence = position)."""
     model = MemoryTables()
-    msgs = [decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
+    msgs = [decode_message(i, *stored_commit(p, c, SECRET, SEAL_KEY), SEAL_KEY)
             for i, (p, c) in enumerate(store.commits, 1)]
     for name in names or list(PROJECTIONS):
         projection = PROJECTIONS[name]
@@ -87,6 +86,7 @@ async def project_until(dsn: str, pool: Any, js: Any, last: int, names: list[str
     done = await checkpoints(pool)
     if done and min(done.values()) >= last:
         stop.set()
+    kwargs.setdefault("seal_key", SEAL_KEY)
     projector = Projector(dsn, pool, js, names, on_batch=lambda seq: stop.set() if seq >= last else None, **kwargs)
     await asyncio.wait_for(projector.run(stop), timeout)
     return projector

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from events import ledger as ev
-from events.chain import event_hash
+from events.chain import encode_sealed, event_hash
 from services.adjudicator.handler import Handler
 from services.adjudicator.memory_store import MemoryStore
 from services.audit.job import AuditRequest, run_audit
@@ -20,7 +20,7 @@ from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
 from projections.verify import verify_person, verify_stream
-from readside_helpers import SECRET, publish
+from readside_helpers import SEAL_KEY, SECRET, publish
 
 LINFEN = (DEFAULT_PACK_DIR / "linfen-2022.toml").read_text(encoding="utf-8")
 BASE_CI = 'deductible = "10000"\nratio = "0.60"'
@@ -116,38 +116,54 @@ async def test_what_if_a_changed_parameter_shows_the_expected_differences(env, o
     assert outcome.totals["what_if"] is True
 
 
-async def test_verify_reports_a_forged_event(env) -> None:
+async def test_verify_reports_forged_and_broken_commits(env) -> None:
     store = await _decide(PackSet.from_dir())
     last = await publish(env.js, store)
-    clean = await verify_stream(env.js)
+    clean = await verify_stream(env.js, seal_key=SEAL_KEY)
     assert clean.ok and clean.messages == last and clean.persons == len(PERSONS)
 
-    # A forger appends an event to LF-B that claims a wrong predecessor (its own hash made to fit).
+    # A forger appends an event to LF-B whose hash fits, but cannot seal it: it is forged, whatever its hashes.
     psn, commit = next((p, c) for p, c in reversed(store.commits) if p == PERSONS[1])
     original = commit.events[0]
     assert isinstance(original, ev.SettlementFacts)
     forged = msgspec.structs.replace(original, setl_id="FORGED", event_id="forged:0", maf_pay=Decimal("9999.00"),
-                                     prev_hash="0" * 64, hash="")
+                                     prev_hash=commit.events[-1].hash, hash="")
     forged = msgspec.structs.replace(forged, hash=event_hash(forged))
     subject = f"ledger.person.{person_key(SECRET, psn)}"
     ack = await env.js.publish(subject, ev.COMMIT_ENCODER.encode(ev.Commit("forged", "forged", [forged])))
-    # ... and, on LF-C, an event whose payload was edited after it was sealed.
+    # ... on LF-C, an event edited and sealed again by the ledger's own key (a writer's bug): the seal and
+    # its hash hold, the chain does not ...
     psn_c, commit_c = next((p, c) for p, c in store.commits if p == PERSONS[2])
     edited = msgspec.structs.replace(commit_c.events[0], contribution_std=Decimal("1.00"))
-    ack_c = await env.js.publish(f"ledger.person.{person_key(SECRET, psn_c)}",
-                                 ev.COMMIT_ENCODER.encode(msgspec.structs.replace(commit_c, events=[edited])))
+    subject_c = f"ledger.person.{person_key(SECRET, psn_c)}"
+    ack_c = await env.js.publish(subject_c, encode_sealed(SEAL_KEY, subject_c,
+                                                          msgspec.structs.replace(commit_c, events=[edited])))
+    # ... and on LF-A a commit the ledger sealed for LF-A's subject, copied onto it again under another seal key.
+    psn_a, commit_a = next((p, c) for p, c in store.commits if p == PERSONS[0])
+    subject_a = f"ledger.person.{person_key(SECRET, psn_a)}"
+    ack_a = await env.js.publish(subject_a, encode_sealed(b"someone-else's-key-0123456789", subject_a, commit_a))
 
-    report = await verify_stream(env.js)
-    assert not report.ok and len(report.breaks) == 2
-    one = await verify_person(env.js, person_key(SECRET, psn))          # the same finding, from one subject
+    report = await verify_stream(env.js, seal_key=SEAL_KEY)
+    assert not report.ok and len(report.breaks) == 3
+    one = await verify_person(env.js, person_key(SECRET, psn), seal_key=SEAL_KEY)   # the same, from one subject
     assert not one.ok and one.first_break == report.first_break and one.persons == 1
-    untouched = await verify_person(env.js, person_key(SECRET, PERSONS[0]))
-    assert untouched.ok and untouched.messages == sum(p == PERSONS[0] for p, _ in store.commits)
     first = report.first_break
-    assert (first.subject, first.seq, first.event_id, first.found_prev) == (subject, ack.seq, "forged:0", "0" * 64)
-    assert first.person_key == person_key(SECRET, psn) and first.hash_ok
+    assert (first.subject, first.seq, first.reason) == (subject, ack.seq, "forged: no seal")
+    assert first.person_key == person_key(SECRET, psn)
     second = report.breaks[1]
-    assert second.seq == ack_c.seq and second.reason == "previous hash does not match" and not second.hash_ok
+    assert second.seq == ack_c.seq and second.reason == "previous hash does not match" and second.hash_ok
+    third = report.breaks[2]
+    assert (third.seq, third.reason) == (ack_a.seq, "forged: seal does not match")
+
+
+async def test_a_reference_commit_without_the_seal_is_a_break(env) -> None:
+    store = await _decide(PackSet.from_dir())
+    await publish(env.js, store)
+    medins = next(c for p, c in store.commits if p is None)
+    ack = await env.js.publish("ledger.ref.medins", ev.COMMIT_ENCODER.encode(medins))
+    report = await verify_stream(env.js, seal_key=SEAL_KEY)
+    assert not report.ok and [(b.subject, b.seq, b.reason) for b in report.breaks] == [
+        ("ledger.ref.medins", ack.seq, "forged: no seal")]
 
 
 async def test_cli_verify_rebuild_audit(env, old_pack_dir: Path) -> None:
@@ -159,7 +175,7 @@ async def test_cli_verify_rebuild_audit(env, old_pack_dir: Path) -> None:
     store = await _decide(PackSet.from_dir())
     last = await publish(env.js, store)
     environ = {**os.environ, "NATS_URL": env.nats_url, "DATABASE_URL": env.dsn,
-               "LEDGER_PERSON_KEY_SECRET": SECRET.decode()}
+               "LEDGER_PERSON_KEY_SECRET": SECRET.decode(), "LEDGER_SEAL_SECRET": SEAL_KEY.decode()}
 
     async def ledger(*args: str) -> tuple[int, dict]:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.cli.main", *args, env=environ,

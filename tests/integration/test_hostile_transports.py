@@ -11,7 +11,7 @@ import httpx
 
 from events import codes
 from events.limits import MAX_MESSAGE_BYTES
-from ledger_support import Collector, rejected_events, rpc, running_ledger
+from ledger_support import SEAL_SECRET, Collector, rejected_events, rpc, running_ledger
 from readside_helpers import project_until
 from services.adjudicator import samples as s
 from services.api.app import ApiDeps, create_app
@@ -97,5 +97,5 @@ async def test_nasty_bodies_over_http_rpc_and_feed_are_answered_kept_and_project
                                                          "nats:platform.in.settlement"}
         # The read side takes every dead letter: NUL or junk in a text column would stop the projector here.
         last = (await env.js.stream_info("LEDGER")).state.last_seq
-        await asyncio.wait_for(project_until(env.dsn, env.pool, env.js, last), 60)
+        await asyncio.wait_for(project_until(env.dsn, env.pool, env.js, last, seal_key=SEAL_SECRET.encode()), 60)
         assert await env.pool.fetchval("SELECT count(*) FROM dead_letter") == sent

@@ -7,6 +7,7 @@ from services.policy.pack import PackSet
 from services.runtime.stream import ensure_ledger_stream
 
 NOW = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
+SEAL_KEY = b"pack-activation-seal-key-0123"
 
 
 async def test_packs_are_activated_once_even_by_concurrent_starts(fresh_nats_url):
@@ -17,9 +18,9 @@ async def test_packs_are_activated_once_even_by_concurrent_starts(fresh_nats_url
         js = nc.jetstream()
         await ensure_ledger_stream(js)
         packs = PackSet.from_dir()
-        first = await asyncio.gather(*(activate_packs(js, packs, NOW) for _ in range(3)))
+        first = await asyncio.gather(*(activate_packs(js, packs, NOW, seal_key=SEAL_KEY) for _ in range(3)))
         assert sorted(p.id for batch in first for p in batch) == ["linfen-2022", "qinghai-2022"]
-        assert await activate_packs(js, packs, NOW) == []
+        assert await activate_packs(js, packs, NOW, seal_key=SEAL_KEY) == []
         seen, last = await activated(js)
         assert {(p.id, p.version, p.digest) for p in packs.packs} == seen and last >= 1
     finally:

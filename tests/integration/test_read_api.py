@@ -20,7 +20,7 @@ from services.audit import job
 from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
-from readside_helpers import SECRET, checkpoints
+from readside_helpers import SEAL_KEY, SECRET, checkpoints
 
 TOKENS = {"platform": "tok-platform", "supervisor": "tok-supervisor", "admin": "tok-admin"}
 SUP = {"Authorization": "Bearer tok-supervisor"}
@@ -56,14 +56,14 @@ FEED = [
 @contextlib.asynccontextmanager
 async def decided(env, tmp_path):
     """FEED decided by the real Handler into JetStream and projected: the ApiDeps a read app is built on."""
-    store = JetStreamStore(env.js, SECRET)
+    store = JetStreamStore(env.js, SECRET, seal_key=SEAL_KEY)
     await store.start()
     handler = Handler(Engine(PackSet.from_dir()), store)
     for raw in FEED:
         await handler.handle(raw, source="test")
     last = (await env.js.stream_info("LEDGER")).state.last_seq
     stop = asyncio.Event()
-    projector = asyncio.create_task(Projector(env.dsn, env.pool, env.js, takeover_every=0.1).run(stop))
+    projector = asyncio.create_task(Projector(env.dsn, env.pool, env.js, takeover_every=0.1, seal_key=SEAL_KEY).run(stop))
     for _ in range(200):
         if (await checkpoints(env.pool)) and min((await checkpoints(env.pool)).values()) >= last:
             break
@@ -72,9 +72,8 @@ async def decided(env, tmp_path):
     shutil.copytree(DEFAULT_PACK_DIR, archive / "shipped-copy")
     yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source),
                   dead_letter=lambda raw, source, code, why, transport: handler.dead_letter(raw, source, code, why),
-                  tokens=TOKENS, nc=env.nc,
-                  js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                  extras={"projection_lag_ttl": 0, "pack_archive": archive})
+                  tokens=TOKENS, nc=env.nc, js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
+                  seal_key=SEAL_KEY, extras={"projection_lag_ttl": 0, "pack_archive": archive})
     stop.set()
     await projector
     await store.close()

@@ -11,6 +11,7 @@ from services.policy.pack import PackSet
 from services.runtime.stream import ensure_ledger_stream
 
 SECRET = b"reference-follow-secret-0123"
+SEAL_KEY = b"reference-follow-seal-key-0123"
 
 
 def _medins(code: str) -> bytes:
@@ -31,8 +32,8 @@ async def _until(predicate, timeout: float = 5.0) -> float:
 async def test_a_hospital_recorded_by_one_process_reaches_another_by_cue_and_by_timer(fresh_nc) -> None:
     js = fresh_nc.jetstream()
     await ensure_ledger_stream(js)
-    writer = JetStreamStore(js, SECRET)
-    follower = JetStreamStore(js, SECRET, ref_poll_every=0.3)
+    writer = JetStreamStore(js, SECRET, seal_key=SEAL_KEY)
+    follower = JetStreamStore(js, SECRET, seal_key=SEAL_KEY, ref_poll_every=0.3)
     await writer.start()
     await follower.start()
     handler = Handler(Engine(PackSet.from_dir()), writer,

@@ -35,7 +35,7 @@ async def store(request, fresh_nats_url: str) -> AsyncIterator:
     nc = await nats.connect(fresh_nats_url)
     js = nc.jetstream()
     await ensure_ledger_stream(js)
-    jss = JetStreamStore(js, SECRET, ref_poll_every=0.2)
+    jss = JetStreamStore(js, SECRET, seal_key=b"store-contract-seal-key-0123456789", ref_poll_every=0.2)
     await jss.start()
     try:
         yield jss

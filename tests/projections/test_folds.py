@@ -7,11 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from events.ledger import COMMIT_ENCODER
 from projections.catalog import PROJECTIONS, select
 from projections.decode import decode_message
 from projections.model import MemoryTables, Upsert
-from projections.sample import decided, subject_of, traffic
+from projections.sample import decided, stored_commit, traffic
 from projections.sql import plan, upsert_sql
 from projections.usage import PERSON_YEAR
 from services.audit.packs import PackLibrary, override
@@ -19,12 +18,13 @@ from services.policy.pack import PackError, PackSet
 from services.runtime.secrets import person_key
 
 SECRET = b"fold-test-secret-0123456789abcdef"
+SEAL_KEY = b"fold-test-seal-key-0123456789abc"
 
 
 @pytest.fixture(scope="module")
 def folded():
     store = asyncio.run(decided(traffic(400, seed=5)))
-    msgs = [decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))
+    msgs = [decode_message(i, *stored_commit(p, c, SECRET, SEAL_KEY), SEAL_KEY)
             for i, (p, c) in enumerate(store.commits, 1)]
     model = MemoryTables()
     for projection in PROJECTIONS.values():
@@ -129,7 +129,7 @@ def test_the_deductible_is_projected_from_the_events_not_from_todays_pack() -> N
         projection = PROJECTIONS["claims"]
         state = projection.new_state()
         for i, (p, c) in enumerate(store.commits, 1):
-            model.apply(projection.fold(state, decode_message(i, subject_of(p, c, SECRET), COMMIT_ENCODER.encode(c))))
+            model.apply(projection.fold(state, decode_message(i, *stored_commit(p, c, SECRET, SEAL_KEY), SEAL_KEY)))
         return model.rows("person_year")[(person_key(SECRET, "D1"), 2022)]["ci_deductible"]
 
     assert deductible(lines) == Decimal("10000")
