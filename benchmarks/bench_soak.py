@@ -64,7 +64,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def messages(settlements: int):
-    """(msg_type, body) in order: each window's persons set up, then their settlements round-robin."""
+    """(msg_type, body) in order: the hospitals, then each window's persons set up and their settlements
+    round-robin."""
+    for code in s.HOSPITALS:
+        yield "medins", s.dumps(s.medins(code))
     n = 0
     window = 0
     while n < settlements:
@@ -98,7 +101,7 @@ async def soak(work: Path, settlements: int, env: dict[str, str]) -> dict:
     run_env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
     run_env.update(NATS_URL=server.url, LEDGER_NATS_ADMIN_URL=server.url_for("admin"), LEDGER_HTTP_PORT=str(port),
                    LEDGER_DATA_DIR=str(work / "data"), LEDGER_PERSON_CACHE=str(CACHE), LEDGER_TOKEN_PLATFORM=TOKEN,
-                   LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1", **env)
+                   LEDGER_PROJECTOR="off", LEDGER_LOG_LEVEL="warning", PYTHONUNBUFFERED="1", **env)
     with (work / "ledger.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=run_env,
                                 stdout=subprocess.PIPE, stderr=log, start_new_session=True)
@@ -113,6 +116,10 @@ async def soak(work: Path, settlements: int, env: dict[str, str]) -> dict:
             source = messages(settlements)
             settled = errors = 0
             started, cpu0 = time.monotonic(), _cpu_seconds(proc.pid)
+
+            for _ in s.HOSPITALS:                       # reference data first: barriers, one at a time
+                msg_type, body = next(source)
+                await nc.request(f"ledger.rpc.{msg_type}", body, timeout=30)
 
             async def feeder() -> None:
                 nonlocal settled, errors

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nats
 
-from benchmarks.chaos.faults import PAUSE_SECONDS, Fault, FaultRecord, ledger_ready, wait_until
+from benchmarks.chaos.faults import PAUSE_SECONDS, Fault, FaultRecord, ledger_ready, ready_detail, wait_until
 from benchmarks.chaos.stack import Stack
 from services.runtime.cluster import ClusterNode, NatsCluster
 from services.runtime.stream import STREAM
@@ -154,6 +154,8 @@ async def corrupt_follower(stack: Stack, rng: random.Random, record: FaultRecord
     record.recovered = await _back(stack, cluster, follower)
     record.recovery_seconds = round(time.monotonic() - started, 2)
     record.notes.append(f"states {states(cluster)}")
+    if not record.recovered:                 # held on purpose? what /ready says is the ledger's own word
+        record.notes.append(f"/ready: {await ready_detail(stack)}")
 
 
 CLUSTER_FAULTS: dict[str, Fault] = {

@@ -59,6 +59,18 @@ async def ledger_ready(stack: Stack) -> bool:
         return (await http.get("/ready")).status_code == 200
 
 
+async def ready_detail(stack: Stack) -> str:
+    """The failing checks of ``/ready``, as the ledger words them (e.g. the integrity findings)."""
+    try:
+        async with httpx.AsyncClient(base_url=stack.http_base, timeout=5.0) as http:
+            body = (await http.get("/ready")).json()
+    except Exception as exc:
+        return f"no answer ({type(exc).__name__})"
+    failing = {name: check.get("detail", "") for name, check in (body.get("checks") or {}).items()
+               if not check.get("ok")}
+    return "; ".join(f"{name}: {str(detail)[:300]}" for name, detail in failing.items()) or "ready"
+
+
 async def _recovered(stack: Stack, record: FaultRecord, started: float) -> None:
     record.recovered = await wait_until(lambda: ledger_ready(stack))
     record.recovery_seconds = round(time.monotonic() - started, 2)

@@ -58,7 +58,8 @@ class Feeders:
                  feed_wait: float = 25.0, give_up: float = 60.0, stop_after: int = 20):
         self.stack, self.answers = stack, answers
         self.concurrency = {"rpc": rpc_concurrency, "http": http_concurrency, "feed": feed_window}
-        self.rpc_timeout, self.http_timeout, self.feed_wait, self.give_up = rpc_timeout, http_timeout, feed_wait, give_up
+        self.rpc_timeout, self.http_timeout, self.feed_wait = rpc_timeout, http_timeout, feed_wait
+        self.give_up = give_up
         self.stop_after = stop_after      # messages given up before the platform stops retrying at all
         self.nc: Any = None
         self.http: httpx.AsyncClient | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -18,7 +19,9 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "chaos.json"
 
 def print_report(results: list[ScenarioResult], seed: int, wall: float, console: Console | None = None) -> None:
     console = console or Console(width=None if sys.stdout.isatty() else 180)
-    checks = Table(title=f"make chaos — seed {seed}, {wall:.0f} s", show_lines=False)
+    loadavg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    checks = Table(title=f"make chaos — seed {seed}, {wall:.0f} s; load average now {loadavg}, "
+                         f"{os.cpu_count()} CPUs")
     for column in ("scenario", "check", "", "counts"):
         checks.add_column(column, overflow="fold")
     for r in results:
@@ -61,6 +64,7 @@ def write_json(results: list[ScenarioResult], seed: int, wall: float, path: Path
     doc = {"seed": seed, "wall_seconds": round(wall, 1), "passed": bool(results) and all(r.ok for r in results),
            "settlements": sum(r.settlements for r in results), "persons": sum(r.persons for r in results),
            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": platform.platform(),
+           "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),   # the machine may be shared
            "scenarios": [{**asdict(r), "ok": r.ok, "rate": round(r.rate, 1)} for r in results]}
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return path

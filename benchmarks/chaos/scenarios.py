@@ -68,7 +68,7 @@ class ScenarioResult:
         return self.messages / self.feed_seconds if self.feed_seconds else 0.0
 
 
-async def set_up(feeders: Feeders, workload: Workload, concurrency: int = 64) -> None:
+async def set_up(feeders: Feeders, workload: Workload, concurrency: int = 128) -> None:
     """Hospitals one by one, then every person's status and enrolment (in order per person), over RPC."""
     hospitals, persons = workload.setup()
     for item in hospitals:
