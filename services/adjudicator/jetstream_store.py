@@ -41,12 +41,14 @@ needless conflicts.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import structlog
 from nats.js.errors import APIError
 
@@ -270,11 +272,24 @@ class JetStreamStore:
         return subject, encode_sealed(self._seal_key, subject, ev.Commit(claim.event_id, claim.correlation_id,
                                                                          events), stored)
 
+    async def _published(self, subject: str, payload: bytes, expected: int, commit_id: str) -> int:
+        """`_publish`, and when its acknowledgement does not come in time, the stream asked whether the
+        commit landed all the same: a decision stored is answered as decided, not "unavailable" now and
+        "duplicate" on the retry (bench_peer saw that on a slow disk)."""
+        try:
+            return await self._publish(subject, payload, expected)
+        except asyncio.TimeoutError:
+            msgs = await read_subject(self.js, subject, stream=self.stream, after_seq=expected, timeout=self.timeout)
+            if msgs and _commit_id(msgs[0].data) == commit_id:
+                log.info("ack_lost_commit_stored", subject=subject, seq=msgs[0].seq)
+                return msgs[0].seq
+            raise
+
     async def _publish_claim(self, subject: str, claim: bytes, mark: int, psn_no: str) -> None:
         """Take a key: expecting 0 on its subject, so a key another person holds is a `Conflict` (the
         retry reads who holds it) before anything of this decision is stored."""
         try:
-            seq = await self._publish(subject, claim, 0)
+            seq = await self._published(subject, claim, 0, _commit_id(claim))
         except APIError as exc:
             if exc.err_code == WRONG_LAST_SEQUENCE:
                 if self.metrics is not None:
@@ -316,7 +331,7 @@ class JetStreamStore:
             for claim_subject, claim in claims:          # the keys first: never a commit whose key is another's
                 await self._publish_claim(claim_subject, claim, mark, psn_no)
                 self._remember_key(claim_subject, holder)
-            seq = await self._publish(subject, payload, expected)
+            seq = await self._published(subject, payload, expected, commit.commit_id)
         except APIError as exc:
             self.forget(psn_no)
             if exc.err_code == WRONG_LAST_SEQUENCE:
@@ -437,6 +452,21 @@ class JetStreamStore:
             total = body.get("total", 0)
             if not subjects or offset >= total:
                 return
+
+
+class _CommitId(msgspec.Struct):
+    commit_id: str = ""
+
+
+_COMMIT_ID = msgspec.json.Decoder(_CommitId)
+
+
+def _commit_id(data: bytes) -> str:
+    """The id of a stored commit (empty for what is not one)."""
+    try:
+        return _COMMIT_ID.decode(data).commit_id
+    except msgspec.DecodeError:
+        return ""
 
 
 def _actual_last(exc: APIError) -> int | None:

@@ -11,7 +11,10 @@ redelivery after ``ack_wait`` and, the decision being already stored, a
 ``duplicate`` answer — never a second payment. A message whose handling
 raises is nak'd with a growing delay; on its last allowed delivery
 (``max_deliver``) it is dead-lettered as ``poison_message`` (a MessageRejected
-with its raw bytes on ``ledger.ref.rejected``) and term()'d. A message the
+with its raw bytes on ``ledger.ref.rejected``) and term()'d. An error that only
+says it cannot be decided now (NATS away, a JetStream ack not in time:
+`outbound.not_decided_now`) is retried as long as it takes and never makes a
+poison message: the server redelivers without limit, the threshold is ours. A message the
 ledger refuses to decide because the stream is held (`LedgerHeld`, ADR 0010)
 is neither: it is kept in progress (``+WPI``, so it is not redelivered and its
 delivery count does not grow) and tried again every `hold_retry` seconds
@@ -43,7 +46,7 @@ from services.adjudicator.service import Adjudicator, redact
 from services.adjudicator.store import LedgerHeld
 from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
                                       subscribe_direct)
-from services.ingest.outbound import ResultPublisher
+from services.ingest.outbound import ResultPublisher, not_decided_now
 from services.ingest.oversize import decide
 from services.runtime.provision import read_only
 
@@ -110,7 +113,9 @@ async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
     await ensure_inbound_stream(js, config)
     await js.add_consumer(config.stream, ConsumerConfig(
         name=config.durable, durable_name=config.durable, ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=config.ack_wait, max_deliver=config.max_deliver, max_ack_pending=config.max_ack_pending,
+        # No limit at the server: a message NATS could not store now is tried as long as it takes; the
+        # poison threshold (`max_deliver`) is the feed's, counted only while deciding it crashes.
+        ack_wait=config.ack_wait, max_deliver=-1, max_ack_pending=config.max_ack_pending,
         filter_subjects=list(config.subjects) if len(config.subjects) > 1 else None,
         filter_subject=config.subjects[0] if len(config.subjects) == 1 else None))
 
@@ -131,6 +136,7 @@ class FeedConsumer:
         self._watchdog: asyncio.Task | None = None
         self._stopping = False
         self._pull_subject = f"{js._prefix}.CONSUMER.MSG.NEXT.{config.stream}.{config.durable}"
+        self._not_now = not_decided_now()
         self._inbox = ""
         self.processed = 0
 
@@ -184,6 +190,9 @@ class FeedConsumer:
                 except LedgerHeld:
                     if not await self._held(msg):
                         return                                # stopping: redelivered after ack_wait
+                except self._not_now as exc:                  # not decided now: again later, never poison
+                    await self._retry(msg, headers, exc)
+                    return
                 except Exception as exc:
                     await self._failed(msg, source, headers, exc)
                     return
@@ -208,16 +217,21 @@ class FeedConsumer:
             await asyncio.sleep(min(left, 0.5))
         return False
 
+    async def _retry(self, msg: Any, headers: dict[str, str], exc: BaseException) -> None:
+        delivered = delivery_count(msg)
+        delay = min(self.config.nak_delay * 2 ** (min(delivered, 16) - 1), 30.0)
+        log.warning("decision_failed_retrying", inbound_seq=headers["Ledger-Inbound-Seq"], delivered=delivered,
+                    delay=delay, error=redact(repr(exc), msg.data))
+        if self.metrics is not None:
+            self.metrics.redeliveries.inc()
+        await msg.nak(delay=delay)
+
     async def _failed(self, msg: Any, source: str, headers: dict[str, str], exc: Exception) -> None:
+        """Deciding raised: tried again until the last of `max_deliver` deliveries, then a poison message."""
         delivered = delivery_count(msg)
         seq = headers["Ledger-Inbound-Seq"]
         if delivered < self.config.max_deliver:
-            delay = min(self.config.nak_delay * 2 ** (delivered - 1), 30.0)
-            log.warning("decision_failed_retrying", inbound_seq=seq, delivered=delivered, delay=delay,
-                        error=redact(repr(exc), msg.data))
-            if self.metrics is not None:
-                self.metrics.redeliveries.inc()
-            await msg.nak(delay=delay)
+            await self._retry(msg, headers, exc)
             return
         why = redact(f"crashed the adjudicator on each of {delivered} tries; last error: {exc!r}", msg.data)
         try:

@@ -13,6 +13,7 @@ transport, so a platform listening there sees every one (ADR 0003).
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,6 +39,18 @@ class Unavailable(msgspec.Struct, frozen=True, tag_field="msg_type", tag="error"
     """Not a result: the message was not decided (nothing stored); send it again later."""
     result: str
     reason: dict[str, str]
+
+
+def not_decided_now() -> tuple[type[BaseException], ...]:
+    """Errors that say the message could not be decided *now* (NATS or JetStream away, an ack not in
+    time), not that deciding it crashed: it is retried as long as it takes, never a `poison_message`."""
+    from nats import errors as nats_errors
+    from nats.js import errors as js_errors
+
+    from services.ingest.natsfast import NotConnected
+    return (asyncio.TimeoutError, NotConnected, nats_errors.ConnectionClosedError, nats_errors.TimeoutError,
+            nats_errors.NoRespondersError, nats_errors.OutboundBufferLimitError, js_errors.ServiceUnavailableError,
+            js_errors.NoStreamResponseError, OSError)
 
 
 def unavailable(message: str) -> bytes:
