@@ -19,8 +19,10 @@ What legitimately grows is kept bounded on purpose, or it would hide a leak:
   (projections/catalog.py ``MAX_INDEX``), then drops the older half: full after
   100,000, then a sawtooth.
 
-Warm-up is therefore the first 20% (at least 200,000 settlements in the full
-run), and the slope is fitted over the rest. The nats-server runs with the
+Warm-up is therefore the first 100,000 settlements (a third of a ``--quick``
+run); the slope is fitted over the rest, and the pause histograms
+(benchmarks/tail.py: collections, loop lag, appends) are read over the same span.
+The nats-server runs with the
 server's default sync interval (unsafe for the ledger, labelled so; design §2
 allows it for benchmarks): what is measured is the ledger's memory, and with
 ``sync_interval: always`` a million settlements take over an hour here.
@@ -41,6 +43,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from benchmarks import tail
 from benchmarks.report import Row
 from services.adjudicator import samples as s
 from services.runtime.embedded import start_nats
@@ -88,11 +91,16 @@ def messages(settlements: int):
         window += 1
 
 
-async def _frozen(http: httpx.AsyncClient) -> float | None:
+async def _metrics(http: httpx.AsyncClient) -> str:
     with contextlib.suppress(Exception):
-        for line in (await http.get("/metrics", timeout=5)).text.splitlines():
-            if line.startswith("ledger_gc_frozen_objects "):
-                return float(line.split()[1])
+        return (await http.get("/metrics", timeout=5)).text
+    return ""
+
+
+def _frozen(text: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith("ledger_gc_frozen_objects "):
+            return float(line.split()[1])
     return None
 
 
@@ -108,6 +116,7 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
         proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "run"], cwd=REPO, env=run_env,
                                 stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     samples: list[tuple[float, int, int, float | None]] = []      # (seconds, settled, rss, frozen)
+    at_warm: str | None = None                                     # /metrics when warm-up ended
     nc = None
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 180)   # type: ignore[union-attr]
@@ -136,16 +145,21 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
                             errors += 1
 
             async def sampler() -> None:
+                nonlocal at_warm
                 while True:
-                    samples.append((round(time.monotonic() - started, 1), settled, _rss(proc.pid),
-                                    await _frozen(http)))
+                    text = await _metrics(http)
+                    samples.append((round(time.monotonic() - started, 1), settled, _rss(proc.pid), _frozen(text)))
+                    if at_warm is None and settled >= warm_up(settlements):
+                        at_warm = text
                     await asyncio.sleep(1.0)
 
             watch = asyncio.create_task(sampler())
             await asyncio.gather(*(feeder() for _ in range(CONCURRENCY)))
             watch.cancel()
             seconds, cpu = time.monotonic() - started, _cpu_seconds(proc.pid) - cpu0
-            samples.append((round(seconds, 1), settled, _rss(proc.pid), await _frozen(http)))
+            text = await _metrics(http)
+            samples.append((round(seconds, 1), settled, _rss(proc.pid), _frozen(text)))
+            pauses = tail.pauses(tail.histograms(at_warm or ""), tail.histograms(text))
     finally:
         if nc is not None:
             await nc.close()
@@ -155,7 +169,8 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
         if proc.poll() is None:
             proc.kill()
         await asyncio.to_thread(server.stop)
-    return {"samples": samples, "settled": settled, "errors": errors, "seconds": seconds, "cpu": cpu}
+    return {"samples": samples, "settled": settled, "target": settlements, "errors": errors, "seconds": seconds, "cpu": cpu,
+            "pauses_after_warm_up": pauses}
 
 
 def _freeze_label(freeze: str | None) -> str:
@@ -180,9 +195,14 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
 
 
+def warm_up(settlements: int) -> int:
+    """What is left out of the trend: the person cache is full after CACHE x PER_PERSON (30,000)
+    settlements; 100,000 leaves it time to settle (a fifth of a quick run)."""
+    return min(100_000, settlements // 3)
+
+
 def summarise(result: dict) -> dict:
-    """Warm-up: the first 20% of what was settled, and at least until the person cache is full twice over."""
-    warm = max(result["settled"] // 5, 2 * CACHE * PER_PERSON)
+    warm = warm_up(result["target"])
     after = [(st, rss, fz) for _, st, rss, fz in result["samples"] if st >= warm]
     mb = 1024 * 1024
     frozen = [(st / 1e5, fz) for st, _, fz in after if fz is not None]
@@ -209,6 +229,7 @@ async def run(args) -> list[Row]:
     summary = summarise(result)
     label = f"soak {result['settled']:,} (gc.freeze {_freeze_label(freeze)})"
     notes = {**summary, "settled": result["settled"], "errors": result["errors"],
+             "pauses_after_warm_up": result["pauses_after_warm_up"],
              "sync": "server default (unsafe for the ledger; memory is what is measured)",
              "samples": [list(x) for x in result["samples"][::max(1, len(result["samples"]) // 200)]]}
     return [
