@@ -62,7 +62,7 @@ chaos: $(STAMP)
 
 # The soak of issue 10.6 (benchmarks/bench_soak.py, ADR 0014): settlements through one `ledger run` for at most
 # SOAK_SECONDS (default 1200) or SOAK_SETTLEMENTS (default 1,000,000), RSS and ledger_gc_frozen_objects sampled
-# each second; benchmarks/results/soak.json. SOAK_GC_FREEZE_INTERVAL=0.25 compares with the periodic freeze.
+# each second; benchmarks/results/soak.json. SOAK_GC_YOUNG sets LEDGER_GC_YOUNG (ADR 0014).
 soak: $(STAMP)
 	timeout --signal=INT --kill-after=60 $$(( $${SOAK_SECONDS:-1200} + 300 )) $(BIN)/python -m benchmarks.bench_soak $(SOAK_ARGS)
 
