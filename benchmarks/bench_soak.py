@@ -5,7 +5,7 @@ an object alive at a freeze that later became garbage inside a reference cycle
 was never collected: a leak of that kind shows as RSS and a frozen generation
 (``ledger_gc_frozen_objects``) that keep climbing under a steady load. This
 run measured it (ADR 0014) and measures that RSS stays flat after warm-up now
-that the collector is settled once at start-up (services/bootstrap.py
+that the collector is settled once at start-up (services/compose/ledger.py
 `settle_gc`): the slope after warm-up (MB per 100,000 settlements), the peak,
 the frozen generation over the same span, and the pause histograms
 (benchmarks/tail.py: collections per generation, loop lag, appends).
@@ -41,7 +41,7 @@ import nats
 
 from benchmarks import tail
 from benchmarks.report import Row
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.embedded import start_nats
 
 REPO = Path(__file__).resolve().parents[1]

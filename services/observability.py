@@ -80,7 +80,7 @@ class Metrics:
                                   "(at most LEDGER_RPC_MAX_INFLIGHT)", registry=r)
         self.rpc_shed = Counter("ledger_rpc_shed_total", "Requests refused as overloaded (answered unavailable, "
                                 "or dropped past the shed queue)", registry=r)
-        # What gc.freeze() (services/bootstrap.py) moved out of the collector's reach for good: a count that
+        # What gc.freeze() (services/compose/ledger.py settle_gc) moved out of the collector's reach for good: a count that
         # keeps rising under a steady load is garbage frozen in reference cycles (benchmarks/bench_soak.py).
         self.gc_frozen = Gauge("ledger_gc_frozen_objects", "Objects in the permanent generation (gc.freeze)",
                                registry=r)

@@ -18,7 +18,7 @@ import nats
 from benchmarks.chaos.faults import PAUSE_SECONDS, Fault, FaultRecord, ledger_ready, ready_detail, wait_until
 from benchmarks.chaos.stack import Stack
 from services.runtime.cluster import ClusterNode, NatsCluster
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 def stream_state(node: ClusterNode) -> dict | None:

@@ -22,7 +22,7 @@ from events.upcast import decode_commit
 from projections.source import ReadFailed, StreamGap, StreamReader, last_sequence
 from services.policy.pack import Pack, PackSet
 from services.policy.state import Person, apply_commit
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What a scenario sends: persons set up once, then settlements spread over the three transports.
 
-Deterministic for a seed. Amounts are those of `services.adjudicator.samples`
+Deterministic for a seed. Amounts are those of `events.samples`
 (Linfen 2022, area 141002), but one person in twenty is a heavy user who gets
 a quarter of the settlements, at ¥50,000–300,000 each: assistance pays ~5–8%
 of a stay, so only they reach the ¥60,000 shared cap (dibao, at_risk) or the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from events.money import money
-from services.adjudicator import samples as s
+from events import samples as s
 
 TRANSPORTS = ("rpc", "feed", "http")
 # HTTP costs the most CPU a message on both sides (~6 ms against ~1.5 ms for RPC, measured with

@@ -6,8 +6,8 @@ import weakref
 
 import pytest
 
-from services import bootstrap
-from services.bootstrap import RuntimeOptions
+from services.compose import ledger as bootstrap
+from services.runtime.options import RuntimeOptions
 
 
 def test_ledger_run_projects_unless_told_otherwise() -> None:
