@@ -60,11 +60,11 @@ bench: $(BENCH_STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
-# The soak of issue 10.6 (benchmarks/bench_soak.py, ADR 0014): settlements through one `ledger run` for at most
+# The soak of issue 10.6 (benchmarks/soak.py, ADR 0014): settlements through one `ledger run` for at most
 # SOAK_SECONDS (default 1200) or SOAK_SETTLEMENTS (default 1,000,000), RSS and ledger_gc_frozen_objects sampled
 # each second; benchmarks/results/soak.json. SOAK_GC_YOUNG sets LEDGER_GC_YOUNG (ADR 0014).
 soak: $(STAMP)
-	timeout --signal=INT --kill-after=60 $$(( $${SOAK_SECONDS:-1200} + 300 )) $(BIN)/python -m benchmarks.bench_soak $(SOAK_ARGS)
+	timeout --signal=INT --kill-after=60 $$(( $${SOAK_SECONDS:-1200} + 300 )) $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 replay-examples: $(STAMP)
 	$(BIN)/ledger replay examples/linfen-2022.jsonl

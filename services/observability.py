@@ -81,7 +81,7 @@ class Metrics:
         self.rpc_shed = Counter("ledger_rpc_shed_total", "Requests refused as overloaded (answered unavailable, "
                                 "or dropped past the shed queue)", registry=r)
         # What gc.freeze() (services/compose/ledger.py settle_gc) moved out of the collector's reach for good: a count that
-        # keeps rising under a steady load is garbage frozen in reference cycles (benchmarks/bench_soak.py).
+        # keeps rising under a steady load is garbage frozen in reference cycles (benchmarks/soak.py).
         self.gc_frozen = Gauge("ledger_gc_frozen_objects", "Objects in the permanent generation (gc.freeze)",
                                registry=r)
         self.gc_frozen.set_function(gc.get_freeze_count)

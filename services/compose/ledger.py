@@ -114,7 +114,7 @@ def settle_gc(young: int = YOUNG_THRESHOLD) -> None:
     freezing it once costs nothing and keeps it out of every full collection. Nothing is frozen
     later: the ledger used to freeze every 0.25 s to keep the person cache out of full collections,
     but whatever was alive at a freeze stayed out of the collector's reach for good, cyclic garbage
-    included, and the soak (benchmarks/bench_soak.py) measured it: frozen objects +6,600 and RSS
+    included, and the soak (benchmarks/soak.py) measured it: frozen objects +6,600 and RSS
     +2.7 MB per 100,000 settlements, never coming back. A young generation of ``young`` allocations
     instead of 700 collects far less often, so fewer in-flight objects (a decision's) are promoted
     while still alive, and the old generation, whose full collections walk the cache, fills slower.

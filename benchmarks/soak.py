@@ -239,7 +239,7 @@ def main() -> None:
 
     from benchmarks.report import print_table, write_json
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="60,000 settlements")
     rows = asyncio.run(run(parser.parse_args()))
     print_table(rows)
