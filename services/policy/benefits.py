@@ -1,4 +1,4 @@
-"""Deciding one settlement: 大病, assistance lines, hospital-borne amounts, 就高不就低 (policy.md §4–§9)."""
+"""Which benefit lines a settlement gets, and how much: 大病, assistance, 就高不就低 (policy.md §4–§9)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
