@@ -331,8 +331,6 @@ class Commit(msgspec.Struct, frozen=True):
 
 
 COMMIT_ENCODER = msgspec.json.Encoder()
-COMMIT_DECODER = msgspec.json.Decoder(Commit)
-EVENT_DECODER = msgspec.json.Decoder(Event)
 
 
 def event_type(event: LedgerEvent) -> str:
