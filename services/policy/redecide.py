@@ -31,7 +31,8 @@ from services.policy.critical_illness import terms_for
 from services.policy.formulas import PlannedLine
 from services.policy.pack import Pack
 from services.policy.settlement_decision import payment_event
-from services.policy.benefits import Outcome, choose, evaluate, hospital_of, settlement_of
+from services.policy.benefits import Outcome, choose, evaluate
+from services.policy.decided import hospital_of, settlement_of
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear, SettlementRecord
 
