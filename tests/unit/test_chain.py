@@ -134,7 +134,7 @@ def _in_results(data: bytes, old: bytes, new: bytes) -> bytes:
 def test_a_commit_put_back_from_its_stored_parts_is_the_same_bytes() -> None:
     """`ledger restore` rebuilds a commit from ledger_event payloads and ledger_commit results and seal."""
     from events.chain import encode_sealed, read_sealed
-    from services.integrity.restore import _Envelope
+    from services.integrity.restore_sources import _Envelope
     data = encode_sealed(KEY, SUBJECT, _a_commit())
     view = read_sealed(KEY, SUBJECT, data)
     again = msgspec.json.encode(_Envelope(view.commit_id, view.correlation_id,
