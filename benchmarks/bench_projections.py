@@ -37,7 +37,8 @@ from benchmarks.read_latency import RATE, pct, reads
 from benchmarks.procstat import children, cpu_seconds, peak_rss_mb, tree_cpu_seconds
 from benchmarks.report import Row
 from events.chain import encode_sealed, seal_stored
-from events.ledger import COMMIT_DECODER, COMMIT_ENCODER
+from events.ledger import COMMIT_ENCODER
+from events.upcast import decode_commit
 from projections.sample import decided, subject_of, traffic
 from projections.catalog import select
 from projections.lean_rows import Rows
@@ -65,7 +66,7 @@ async def _template() -> list[tuple[str | None, bytes, int, str]]:
 def _sealed(subject: str, data: bytes, heads: dict[str, str]) -> bytes:
     """A cloned commit as the ledger would have written it: its events hashed again onto the clone's chain
     (the clone's person ids changed their bytes), sealed for `subject` (ADR 0010)."""
-    commit = COMMIT_DECODER.decode(data)
+    commit = decode_commit(data)
     events, stored, heads[subject] = seal_stored(commit.events, heads.get(subject, ""))
     return encode_sealed(SEAL_SECRET.encode(), subject, msgspec.structs.replace(commit, events=events), stored)
 

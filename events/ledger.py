@@ -1,7 +1,8 @@
 """The event catalogue: immutable facts the ledger stores on JetStream (design.md §2).
 
-One envelope (the fields of `LedgerEvent`), one tagged union (`Event`), one
-module-level decoder. Evolution is additive: a new field gets a default; a
+The person's events and the one tagged union of every event (`Event`) around one envelope
+(`events/envelope.py`); reference and integrity events are in `events/reference_events.py`;
+the one decoder is `events/upcast.py`. Evolution is additive: a new field gets a default; a
 change of meaning is a new event type. Every payment event carries the
 inputs and cumulative figures it used so a supervisor can redo it by hand
 (policy.md §8.5).
@@ -14,20 +15,14 @@ from typing import Literal
 
 import msgspec
 
+from events.envelope import LedgerEvent
+from events.reference_events import (KeyClaimed, LossAccepted, MedinsRecorded, MessageRejected, PackActivated,
+                                     SequenceNotRestored, StreamRestored, YearClosed)
 from events.results import Result
+# The reference and integrity events are importable from here too (`ev.MedinsRecorded`), as before.
+
 
 Counter = Literal["shared", "own", "none"]
-
-
-class LedgerEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    event_id: str = ""
-    correlation_id: str = ""
-    causation_id: str = ""
-    pack: str | None = None
-    pack_version: str | None = None
-    recorded_at: dt.datetime | None = None
-    prev_hash: str = ""
-    hash: str = ""
 
 
 # --- person status and enrolment -------------------------------------------------
@@ -244,74 +239,6 @@ class QuotaYearSettled(LedgerEvent, tag="quota_year_settled"):
     year: int
 
 
-# --- the stream's own integrity (ledger.ref.integrity; ADR 0010) ---------------------
-
-class SequenceNotRestored(LedgerEvent, tag="sequence_not_restored"):
-    """Stands where `ledger restore` had no sealed commit to put back, so later sequences keep their numbers."""
-    seq: int
-    subject: str
-    reason: str
-
-
-class StreamRestored(LedgerEvent, tag="stream_restored"):
-    """`ledger restore` re-published the stream from the read models' copy (and the old stream's sealed tail)."""
-    source: str
-    restored_upto: int
-    not_restored: int
-    findings: list[str]
-
-
-class LossAccepted(LedgerEvent, tag="loss_accepted"):
-    """An operator accepted that the stream lost what the read models remember; the read models follow it again."""
-    reason: str
-    findings: list[str]
-    stream_created_before: str | None
-    high_water_before: int
-    last_seq: int
-
-
-# --- reference data -----------------------------------------------------------------
-
-class KeyClaimed(LedgerEvent, tag="key_claimed"):
-    """A global key taken by one person (integration.md §2 "Keys are global"); stored on
-    `ledger.ref.key.<key_hash>` in the same atomic batch as that person's decision (ADR 0013)."""
-    kind: str                      # "setl_id" | "grant_id"
-    key_hash: str                  # keyed hash of the key, as in the subject
-    person_key: str                # who holds it
-
-
-class MedinsRecorded(LedgerEvent, tag="medins_recorded"):
-    fixmedins_code: str
-    fixmedins_name: str
-    admdvs: str
-    designated: bool
-    in_province: bool
-    ooc_class: str | None
-    serious_disease_designated: bool
-
-
-class YearClosed(LedgerEvent, tag="year_closed"):
-    admdvs: str
-    year: int
-
-
-class PackActivated(LedgerEvent, tag="pack_activated"):
-    pack_id: str
-    version: str
-    digest: str
-    effective_from: dt.date
-
-
-class MessageRejected(LedgerEvent, tag="message_rejected"):
-    """A dead letter: kept with its raw bytes so a supervisor can read and re-drive it."""
-    code: str
-    message: str
-    msg_type: str | None
-    raw: bytes
-    source: str = ""              # transport and subject it came on
-    redrive_of: str | None = None
-
-
 Event = (StatusGranted | StatusRevoked | EnrolmentRecorded | PremiumSubsidyGranted
          | HospitalStaySettled | OutpatientVisitSettled | CriticalIllnessPaid | AssistancePaid
          | HospitalBorne | SettlementRedecided | SettlementCancelled | PaymentReversed | TiltedGrantPaid
@@ -331,8 +258,6 @@ class Commit(msgspec.Struct, frozen=True):
 
 
 COMMIT_ENCODER = msgspec.json.Encoder()
-COMMIT_DECODER = msgspec.json.Decoder(Commit)
-EVENT_DECODER = msgspec.json.Decoder(Event)
 
 
 def event_type(event: LedgerEvent) -> str:

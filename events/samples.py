@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+from events.messages import CHRONIC_SPECIAL, INPATIENT, RESIDENTS
 from events.money import money
 
 AREA = "141002"
@@ -34,21 +35,21 @@ def identity(psn_no: str, status: str = "dibao", *, begndate: str = "2022-01-01"
             "begndate": begndate, "enddate": None, "source_dept": "民政", "doc_no": doc_no or f"DOC-{psn_no}"}
 
 
-def enrolment(psn_no: str, *, year: int = YEAR, admdvs: str = AREA, insutype: str = "390") -> dict[str, Any]:
+def enrolment(psn_no: str, *, year: int = YEAR, admdvs: str = AREA, insutype: str = RESIDENTS) -> dict[str, Any]:
     return {"msg_type": "enrolment", "psn_no": psn_no, "admdvs": admdvs, "brdy": "1960-05-01", "year": year,
             "insutype": insutype, "contribution_std": 320, "enrol_date": f"{year}-01-05", "in_normal_period": True}
 
 
 def settlement(setl_id: str, psn_no: str, *, total: str | int = "20000.00", in_scope: str | int | None = None,
                ooc: str | int | Decimal = "1000.00", hifp: str | int | None = None, day: str = "2022-03-10",
-               hospital: str = HOSPITALS[0], med_type: str = "21", admdvs: str = AREA,
+               hospital: str = HOSPITALS[0], med_type: str = INPATIENT, admdvs: str = AREA,
                dise_codg: str = "J18.9", chronic_mgmt: str | None = None) -> dict[str, Any]:
     """Amounts as decimal strings; by default basic insurance paid 60% of the in-scope cost."""
     total_d, ooc_d = money(total), money(ooc)
     in_scope_d = money(in_scope) if in_scope is not None else total_d - ooc_d
     hifp_d = money(hifp) if hifp is not None else money(in_scope_d * Decimal("0.6"))
     return {"msg_type": "settlement", "setl_id": setl_id, "mdtrt_id": f"M-{setl_id}", "psn_no": psn_no,
-            "admdvs": admdvs, "insutype": "390", "med_type": med_type, "chronic_mgmt": chronic_mgmt,
+            "admdvs": admdvs, "insutype": RESIDENTS, "med_type": med_type, "chronic_mgmt": chronic_mgmt,
             "special_drug": False, "fixmedins_code": hospital, "begndate": day, "enddate": day,
             "setl_time": f"{day}T10:00:00+08:00", "dise_codg": dise_codg, "medfee_sumamt": str(total_d),
             "fulamt_ownpay_amt": str(ooc_d), "inscp_scp_amt": str(in_scope_d),
@@ -114,7 +115,7 @@ def mixed_feed(persons: int = 20, settlements: int = 120, *, prefix: str = "F", 
     for k in range(5):
         lines.append(dumps(tilted_grant(f"G{k}", psn_no_of(k, prefix), amount=f"{rng.randrange(1000, 90000)}.00")))
     lines.append(dumps(tilted_grant("G0", psn_no_of(0, prefix))))             # duplicate grant
-    lines.append(dumps(settlement("F-quota", psn_no_of(5, prefix), med_type="14", chronic_mgmt="quota",
+    lines.append(dumps(settlement("F-quota", psn_no_of(5, prefix), med_type=CHRONIC_SPECIAL, chronic_mgmt="quota",
                                   total="3000.00", ooc="100.00")))
     lines.append(dumps({"msg_type": "year_close", "admdvs": AREA, "year": YEAR}))
     lines.append(dumps({"msg_type": "year_close", "admdvs": AREA, "year": YEAR}))

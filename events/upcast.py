@@ -17,12 +17,14 @@ from typing import Any
 
 import msgspec
 
-from events.ledger import COMMIT_DECODER, EVENT_DECODER, Commit, Event
+from events.ledger import Commit, Event
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[str, Upcaster] = {}          # old event `type` tag → function giving the current object
 RESULT_UPCASTERS: dict[str, Upcaster] = {}   # result `msg_type` → function giving the current object
 _ANY = msgspec.json.Decoder()
+_COMMIT_DECODER = msgspec.json.Decoder(Commit)   # private: `decode_commit` is the only way in
+_EVENT_DECODER = msgspec.json.Decoder(Event)
 
 
 def register(old_type: str) -> Callable[[Upcaster], Upcaster]:
@@ -42,7 +44,7 @@ def register_result(msg_type: str) -> Callable[[Upcaster], Upcaster]:
 def decode_commit(data: bytes) -> Commit:
     """A stored commit in today's types. Raises `msgspec.DecodeError` for bytes that are not a commit."""
     try:
-        return COMMIT_DECODER.decode(data)
+        return _COMMIT_DECODER.decode(data)
     except msgspec.ValidationError:
         raw = _ANY.decode(data)
         if not isinstance(raw, dict):
@@ -55,7 +57,7 @@ def decode_commit(data: bytes) -> Commit:
 def decode_event(data: bytes) -> Event:
     """One stored event (as the read side slices them out of a commit), upcast if its shape is old."""
     try:
-        return EVENT_DECODER.decode(data)
+        return _EVENT_DECODER.decode(data)
     except msgspec.ValidationError:
         raw = _ANY.decode(data)
         if not isinstance(raw, dict):

@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterator
 from decimal import Decimal
 
+from events.messages import CHRONIC_SPECIAL, EMPLOYEES, INPATIENT, RESIDENTS
+
 AREAS = {  # admdvs → statuses worth granting there
     "141002": ["tekun", "dibao", "returned_poverty", "low_income_applicant", "at_risk", "severe_disability"],
     "630102": ["tekun", "dibao", "low_income", "expenditure_poverty", "severe_disability", "key_entitled"],
@@ -50,7 +52,7 @@ def person_messages(psn_no: str, rng: random.Random, year: int = 2022) -> list[b
         out.append(_dump({"msg_type": "psn_identity", "psn_no": psn_no, "admdvs": admdvs,
                           "status": rng.choice(AREAS[admdvs]), "action": "grant", "begndate": f"{year - 1}-06-01",
                           "source_dept": "民政", "doc_no": f"D-{psn_no}"}))
-    insutype = "390" if rng.random() < 0.9 else "310"
+    insutype = RESIDENTS if rng.random() < 0.9 else EMPLOYEES
     out.append(_dump({"msg_type": "enrolment", "psn_no": psn_no, "admdvs": admdvs,
                       "brdy": f"{rng.randint(1940, 2015)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
                       "year": year, "insutype": insutype, "contribution_std": "350" if admdvs[:2] == "63" else "320",
@@ -71,7 +73,7 @@ def person_messages(psn_no: str, rng: random.Random, year: int = 2022) -> list[b
         setl_ids.append(setl_id)
         out.append(_dump({
             "msg_type": "settlement", "setl_id": setl_id, "mdtrt_id": f"M-{psn_no}-{n}", "psn_no": psn_no,
-            "admdvs": admdvs, "insutype": insutype, "med_type": "21" if inpatient else "14",
+            "admdvs": admdvs, "insutype": insutype, "med_type": INPATIENT if inpatient else CHRONIC_SPECIAL,
             "chronic_mgmt": None if inpatient else rng.choice(["inpatient_managed", "quota"]), "special_drug": False,
             "fixmedins_code": hospital["fixmedins_code"], "begndate": day.isoformat(), "enddate": end.isoformat(),
             "setl_time": f"{end.isoformat()}T10:00:00+08:00", "dise_codg": rng.choice(DISEASES),

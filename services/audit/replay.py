@@ -20,7 +20,7 @@ from services.audit.compare import Difference, Scope, compare_commit
 from services.audit.packs import PackLibrary
 from services.compose.core import build_handler, counted_ids
 from services.memory.store import MemoryStore
-from services.policy.settlement import hospital_of, settlement_of
+from services.policy.decided import hospital_of, settlement_of
 from services.policy.pack import Pack, PackSet
 from services.policy.year_end import area_prefix
 

@@ -22,8 +22,8 @@ from services.policy.enrolment import decide_enrolment
 from services.policy.grants import decide_tilted_grant
 from services.policy.identity import decide_identity
 from services.policy.pack import Pack, PackSet
-from services.policy.settle import decide_cancel, decide_settlement
-from services.policy.settlement import Hospital
+from services.policy.settlement_decision import decide_cancel, decide_settlement
+from services.policy.decided import Hospital
 from services.policy.state import Person
 from services.policy.year_end import area_prefix, decide_quota_year_end, decide_year_close, is_closed
 

@@ -14,7 +14,7 @@ from services.policy.state import Person, identity_key
 def decide_identity(person: Person, msg: PsnIdentity, pack: Pack, pack_for: PackFor,
                     year_closed: YearClosed) -> Decision:
     """`pack_for`: the pack a settlement was decided under; `year_closed(admdvs, year)`: whether the area's
-    year was closed (a late status then pays a quota visit at once, as settle.py does)."""
+    year was closed (a late status then pays a quota visit at once, as settlement_decision.py does)."""
     if not pack.knows(msg.status):
         raise Rejection(codes.UNKNOWN_STATUS, f"status {msg.status!r} is not a status of pack {pack.id}")
     key = identity_key(msg.status, msg.action, msg.begndate, msg.enddate if msg.action == "grant" else None, msg.doc_no)

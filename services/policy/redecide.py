@@ -30,8 +30,9 @@ from events.results import SettlementAdjustment
 from services.policy.critical_illness import terms_for
 from services.policy.formulas import PlannedLine
 from services.policy.pack import Pack
-from services.policy.settle import payment_event
-from services.policy.settlement import Outcome, choose, evaluate, hospital_of, settlement_of
+from services.policy.settlement_decision import payment_event
+from services.policy.benefits import Outcome, choose, evaluate
+from services.policy.decided import hospital_of, settlement_of
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear, SettlementRecord
 
@@ -77,7 +78,7 @@ def redecide_for_grant(person: Person, msg: PsnIdentity, pack: Pack, pack_for: P
             continue
         stay = settlement_of(facts)
         if facts.chronic_mgmt == "quota" and (facts.after_year_close or year_closed(facts.admdvs, facts.year)):
-            stay = msgspec.structs.replace(stay, chronic_mgmt="inpatient_managed")   # as settle.py: paid now
+            stay = msgspec.structs.replace(stay, chronic_mgmt="inpatient_managed")   # as settlement_decision.py: paid now
         if covered:
             outcome = choose(known, stay, hospital_of(facts), stay_pack, year_state=y)
             why = (f"status {msg.status} recognised from {msg.begndate} ({msg.source_dept} {msg.doc_no}): "

@@ -7,8 +7,9 @@ from events.money import ZERO
 from events.results import SettlementAdjustment, YearCloseResult
 from services.policy.decision import Decision
 from services.policy.pack import PackSet
-from services.policy.settle import payment_event
-from services.policy.settlement import evaluate, hospital_of, settlement_of
+from services.policy.settlement_decision import payment_event
+from services.policy.benefits import evaluate
+from services.policy.decided import hospital_of, settlement_of
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 

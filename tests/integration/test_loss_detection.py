@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from events import ledger as ev
+from events.upcast import decode_commit
 from events.chain import seal_stored
 from ledger_support import SECRET, Collector, rpc, start_worker, stop_process
 from loss_support import (PLATFORM, POLL, SEAL_KEY, SUPERVISOR, Running, ledger_with_read_side, metric, projected,
@@ -163,7 +164,7 @@ async def test_an_accepted_loss_is_recorded_and_the_ledger_goes_on_from_the_stre
                                             outcome.acceptance_id)
         assert kept == outcome.lost_events
         [msg] = await read_subject(run.js, "ledger.ref.integrity")
-        [event] = ev.COMMIT_DECODER.decode(msg.data).events
+        [event] = decode_commit(msg.data).events
         assert isinstance(event, ev.LossAccepted) and "stream_recreated" in event.findings
         await until(lambda: healthy(run))
         await until(lambda: _guard_clear(run))
@@ -220,8 +221,8 @@ async def test_a_forged_commit_is_a_verify_failure_an_alarm_and_that_person_is_r
         # Whoever can publish can write a commit whose SHA-256 chain holds; only the ledger can seal one.
         subject = PERSON_SUBJECT.format(key("LOSS-A"))
         stored = await read_subject(run.js, subject)
-        tail = ev.COMMIT_DECODER.decode(stored[-1].data)
-        facts = next(e for c in map(ev.COMMIT_DECODER.decode, (m.data for m in stored)) for e in c.events
+        tail = decode_commit(stored[-1].data)
+        facts = next(e for c in map(decode_commit, (m.data for m in stored)) for e in c.events
                      if isinstance(e, ev.SettlementFacts))
         made_up = msgspec.structs.replace(facts, setl_id="FORGED", event_id="forged", maf_pay=facts.maf_pay * 10)
         events, _, _ = seal_stored([made_up], tail.events[-1].hash)

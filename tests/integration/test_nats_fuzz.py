@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from events import codes
 from events import ledger as ev
+from events.upcast import decode_commit
 from fuzz_budget import PHASES, Budget
 from ledger_support import Collector, rpc, running_ledger
 from events import samples as s
@@ -100,7 +101,7 @@ async def test_fuzzed_messages_are_rejected_dead_lettered_and_answered(fuzz_env:
         subject, result = await _answer(fuzz_env, transport, msg_type, raw)
         assert result.get("result") != "error", result                    # decided, not "unavailable"
         letters = [e for m in await read_subject(fuzz_env.ledger_js, REJECTED, after_seq=before)
-                   for e in ev.COMMIT_DECODER.decode(m.data).events if isinstance(e, ev.MessageRejected)]
+                   for e in decode_commit(m.data).events if isinstance(e, ev.MessageRejected)]
         if result["result"] == "rejected":
             fuzz_env.seen["rejected"] += 1
             assert result["reason"]["code"] in codes.ALL and result["reason"]["message"]

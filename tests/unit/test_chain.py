@@ -7,6 +7,7 @@ import msgspec
 import pytest
 
 from events import ledger as ev
+from events.upcast import decode_commit
 from events.chain import GENESIS, event_hash, first_break, head_of, seal, seal_stored, stored_hash_ok
 from builders import enrolment, identity, medins, stay
 from harness import Ledger
@@ -92,7 +93,7 @@ def test_a_sealed_commit_reads_back_and_seals_exactly_the_bytes_written() -> Non
     data = encode_sealed(KEY, SUBJECT, commit)
     view = read_sealed(KEY, SUBJECT, data)
     assert [bytes(r) for r in view.events] == _stored(commit) and view.commit_id == commit.commit_id
-    decoded = ev.COMMIT_DECODER.decode(data)
+    decoded = decode_commit(data)
     assert decoded.seal == view.seal and decoded.events == commit.events and decoded.results == commit.results
     # What the JetStream store publishes (events as seal_stored encoded them) is the same bytes.
     unsealed = [msgspec.structs.replace(e, prev_hash="", hash="") for e in commit.events]
@@ -133,7 +134,7 @@ def _in_results(data: bytes, old: bytes, new: bytes) -> bytes:
 def test_a_commit_put_back_from_its_stored_parts_is_the_same_bytes() -> None:
     """`ledger restore` rebuilds a commit from ledger_event payloads and ledger_commit results and seal."""
     from events.chain import encode_sealed, read_sealed
-    from services.integrity.restore import _Envelope
+    from services.integrity.restore_sources import _Envelope
     data = encode_sealed(KEY, SUBJECT, _a_commit())
     view = read_sealed(KEY, SUBJECT, data)
     again = msgspec.json.encode(_Envelope(view.commit_id, view.correlation_id,

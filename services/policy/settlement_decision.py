@@ -1,4 +1,4 @@
-"""Settlements and their cancellation as events and results (integration.md §1–§2)."""
+"""Deciding a settlement or its cancellation: the events and the result (integration.md §1–§2)."""
 from __future__ import annotations
 
 import msgspec
@@ -11,7 +11,8 @@ from events.results import CancelResult, Line, SettlementResult, as_duplicate
 from services.policy.decision import SETL_ID, Decision, Rejection
 from services.policy.formulas import PlannedLine
 from services.policy.pack import MissingParameter, Pack
-from services.policy.settlement import Hospital, Outcome, choose
+from services.policy.benefits import Outcome, choose
+from services.policy.decided import Hospital
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 
