@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from services.adjudicator.group_commit import GroupCommitConfig
 from services.adjudicator.handler import Handler, utc_now
 from services.adjudicator.service import Adjudicator
 from services.adjudicator.store import Store
@@ -54,6 +55,7 @@ class RuntimeOptions:
                                                # server (doubles per failed try, at most 10 s)
     integrity_poll: float = 2.0                # LEDGER_INTEGRITY_POLL: seconds between the guard's checks (ADR 0010)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    group_commit: GroupCommitConfig = field(default_factory=GroupCommitConfig)   # LEDGER_GROUP_COMMIT*, ADR 0016
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
@@ -82,7 +84,7 @@ class RuntimeOptions:
                    person_cache=person_cache, publish_timeout=publish_timeout,
                    gc_freeze_interval=gc_freeze_interval, restart_delay=restart_delay,
                    rpc_max_inflight=rpc_max_inflight, integrity_poll=integrity_poll,
-                   feed=FeedConfig.from_env(env))
+                   feed=FeedConfig.from_env(env), group_commit=GroupCommitConfig.from_env(env))
 
 
 @dataclass
@@ -122,10 +124,12 @@ class Ledger:
         self.metrics.inflight.set_function(lambda: self.adjudicator.inflight)
         if rpc:
             self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher,
-                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics)
+                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics,
+                                 group_commit=self.options.group_commit)
             await self.rpc.start()
         if feed:
-            self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)
+            self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics,
+                                     group_commit=self.options.group_commit)
             await self.feed.start()
         if self.options.gc_freeze_interval and self._gc_task is None:
             self._gc_task = asyncio.create_task(_freeze_periodically(self.options.gc_freeze_interval))

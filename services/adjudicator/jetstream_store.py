@@ -311,6 +311,11 @@ class JetStreamStore:
         else:
             await self._append_ref(decision, person)
 
+    async def append_batch(self, pairs: list[tuple[Decision, Person]]) -> None:
+        """Several persons' decisions as one atomic batch (group commit, services/adjudicator/jetstream_batch.py)."""
+        from services.adjudicator.jetstream_batch import append_batch
+        await append_batch(self, pairs)
+
     async def _append_person(self, decision: Decision, person: Person | None) -> None:
         psn_no = decision.psn_no
         assert psn_no is not None

@@ -39,7 +39,7 @@ _UNAVAILABLE_HEADERS = headers_bytes({ERROR_HEADER: "unavailable"})
 class RpcServer:
     def __init__(self, nc: Any, adjudicator: Adjudicator, publisher: ResultPublisher, *,
                  max_inflight: int = 1024, max_shed: int = 8192, subject: str = RPC_SUBJECT,
-                 queue: str = QUEUE_GROUP, metrics: Any = None):
+                 queue: str = QUEUE_GROUP, metrics: Any = None, group_commit: Any = None):
         self.nc = nc
         self.adjudicator = adjudicator
         self.publisher = publisher
@@ -55,8 +55,12 @@ class RpcServer:
         self._shedder: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._sub: Any = None
+        # services/adjudicator/group_commit.py: under load, batches answered after their one ack (ADR 0016)
+        self.group = group_commit.build(adjudicator, self._answer, self._serve, "rpc") if group_commit else None
 
     async def start(self) -> None:
+        if self.group is not None:
+            self.group.start()
         if self.metrics is not None:
             self.metrics.rpc_inflight.set_function(lambda: self.inflight)
         self._shedder = asyncio.create_task(self._send_shed())
@@ -68,6 +72,9 @@ class RpcServer:
             self._refuse(msg.reply)
             return
         self.inflight += 1
+        if self.group is not None:
+            self.group.put(msg, msg.data, f"nats:{msg.subject}")
+            return
         task = asyncio.create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -112,9 +119,23 @@ class RpcServer:
         finally:
             self.inflight -= 1
 
+    async def _answer(self, msg: Any, results: list) -> None:
+        """A request decided in a batch, stored and acknowledged: its answer, then its adjustments."""
+        try:
+            if msg.reply:
+                await send(self.nc, msg.reply, encode_result(results[0]))
+            await self.publisher.publish_extra(results)
+        except Exception as exc:                   # decided and stored; only the answer could not go out
+            log.error("rpc_reply_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
+        finally:
+            self.inflight -= 1
+
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking requests, answer those already taken."""
         sub, self._sub = self._sub, None
-        await drain_then_wait(sub, self._tasks, timeout)
+        await drain_then_wait(sub, set(), timeout)
+        if self.group is not None:
+            await self.group.stop(timeout)
+        await drain_then_wait(None, self._tasks, timeout)
         if self._shedder is not None:
             self._shedder.cancel()

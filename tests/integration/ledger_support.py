@@ -19,6 +19,7 @@ from typing import Any
 
 from events import ledger as ev
 from events.upcast import decode_commit
+from services.adjudicator.group_commit import GroupCommitConfig
 from services.bootstrap import Ledger, RuntimeOptions, bootstrap
 from services.ingest.feed import FeedConfig
 from services.policy.state import Person, apply_commit
@@ -47,8 +48,10 @@ def settings_for(data_dir: Path) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_ledger(nats_url: str, data_dir: Path, *, feed: FeedConfig | None = None,
-                         transports: bool = True, **kwargs: Any) -> AsyncIterator[Ledger]:
-    options = RuntimeOptions(feed=feed or FeedConfig(ack_wait=5.0, nak_delay=0.05))
+                         transports: bool = True, group_commit: GroupCommitConfig | None = None,
+                         **kwargs: Any) -> AsyncIterator[Ledger]:
+    options = RuntimeOptions(feed=feed or FeedConfig(ack_wait=5.0, nak_delay=0.05),
+                             group_commit=group_commit or GroupCommitConfig())
     ledger = await bootstrap(settings_for(data_dir), nats_url=nats_url, options=options, connect_db=False,
                              **kwargs)
     try:
