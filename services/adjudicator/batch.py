@@ -109,8 +109,16 @@ async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Ou
     store = handler.store
     out: list[list[Outbound] | None] = [None] * len(members)
     ref = await store.reference(False)
-    persons = await asyncio.gather(*(store.person(w.tag().psn_no) for w in members),   # type: ignore[arg-type]
-                                   return_exceptions=True)
+    psn_nos: list[str] = [w.tag().psn_no for w in members]     # type: ignore[misc]
+    missing = [p for p in psn_nos if not store.cached(p)]
+    if missing:                                                # read from the stream together, not in turn
+        await asyncio.gather(*(store.person(p) for p in missing), return_exceptions=True)
+    persons: list[Any] = []
+    for psn_no in psn_nos:                                     # cached now: no task each
+        try:
+            persons.append(await store.person(psn_no))
+        except Exception as exc:
+            persons.append(exc)
     staged: list[tuple[int, Decision, Any]] = []
     for i, (waiting, person) in enumerate(zip(members, persons)):
         message = waiting.message

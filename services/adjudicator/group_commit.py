@@ -13,9 +13,9 @@ request pays no batch: on an R1 file store a batch has a fixed cost of several f
 
 Order: batches are planned in arrival order (services/adjudicator/batch.py `plan`); a person or key
 with a message still being decided (in a batch or one by one) is busy, and its next message waits, so
-each person's messages are decided in the order they came. At most `depth` batches are stored at once: while
-they are, what arrives waits and makes the next batch larger; fewer than `min_batch` ready members go
-one by one at once, as without group commit (light load keeps its latency).
+each person's messages are decided in the order they came. At most `depth` batches are decided or stored at
+once: meanwhile what arrives waits and makes the next batch larger. Below that, fewer than `min_batch`
+ready members go one by one at once, as without group commit (light load keeps its latency).
 A barrier waits until nothing runs and runs alone. Other transports in the process submit through the
 same `Adjudicator`; a batch holds its persons' lanes (`Adjudicator.holding`) so they never overlap.
 """
@@ -143,8 +143,8 @@ class GroupCommit:
     def _launch(self) -> bool:
         """Start the next unit if one may start now; False when there is nothing to start."""
         entries = self._waiting
-        if not entries or self._barrier:
-            return False
+        if not entries or self._barrier or self._batches >= self.depth:
+            return False                           # (at depth: what arrives meanwhile makes the next batch)
         if entries[0].tag().barrier:
             if self._units:
                 return False                       # a barrier waits for everything before it
@@ -157,8 +157,6 @@ class GroupCommit:
         singles = [window[i] for i in chosen.singles]
         if not members and not singles:
             return False
-        if len(members) >= self.min_batch and self._batches >= self.depth:
-            return False                           # wait for a batch to end; meanwhile the next one grows
         taken = set(chosen.members) | set(chosen.singles)
         for _ in range(len(window)):
             entries.popleft()
@@ -220,8 +218,10 @@ class GroupCommit:
             elapsed = time.perf_counter() - started
             for _, r in answered:
                 metrics.observe(self.transport or "other", r, elapsed)
-        await asyncio.gather(*(self.answer(w.item, r) for w, r in answered),
-                             *(self.one_by_one(w.item) for w in again))
+        for w, r in answered:                      # in turn: they share one connection, no task each
+            await self.answer(w.item, r)
+        if again:
+            await asyncio.gather(*(self.one_by_one(w.item) for w in again))
 
 
 def _release(busy: dict, key: Any) -> None:

@@ -161,6 +161,11 @@ class JetStreamStore:
             return entry.person
         return (await self._load(psn_no, self.subject_of(psn_no))).person
 
+    def cached(self, psn_no: str) -> bool:
+        """Whether `person(psn_no)` answers from memory, without reading the stream."""
+        entry = self._cache.get(psn_no)
+        return entry is not None and not entry.stale
+
     def forget(self, psn_no: str) -> None:
         """After a conflict: the next `person()` catches the cached state up from the stream."""
         entry = self._cache.get(psn_no)

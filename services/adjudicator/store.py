@@ -38,6 +38,9 @@ class Store(Protocol):
         """Whether another person holds this global key (`fresh`: ask the source of truth, after a
         conflict; else a cheap answer is enough, since the append itself refuses a taken key)."""
 
+    def cached(self, psn_no: str) -> bool:
+        """Whether `person` would answer from memory (a group commit reads the others together first)."""
+
     def forget(self, psn_no: str) -> None:
         """Drop a cached person after a conflict."""
 
