@@ -27,7 +27,7 @@ import structlog
 
 from events.messages import Inbound, Medins, Settlement, YearClose
 from events.results import Outbound
-from events.validation import Invalid, decode
+from events.validation import decode
 from services.adjudicator.handler import Handler, global_key
 from services.policy.decision import Context, Decision
 
@@ -91,7 +91,7 @@ class Waiting:
         if self._tag is None:
             try:
                 self.message = decode(self.raw)
-            except Invalid:
+            except Exception:                      # Invalid, or a crash: the one-by-one path answers it
                 self.invalid = True
                 self._tag = Tag(None, None, False)
                 return self._tag

@@ -205,6 +205,9 @@ class GroupCommit:
         try:
             async with self.adjudicator.holding([w.tag().psn_no for w in members]):   # type: ignore[misc]
                 results = await decide_batch(self.adjudicator.handler, members)
+        except Exception as exc:                   # e.g. reference data unreadable: each meets it one by one
+            log.warning("batch_not_decided", members=len(members), error=type(exc).__name__)
+            results = [None] * len(members)
         finally:
             self._batches -= 1
             self._ready.set()

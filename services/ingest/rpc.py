@@ -103,24 +103,26 @@ class RpcServer:
 
     async def _serve(self, msg: Any) -> None:
         try:
+            results = await decide(self.adjudicator, msg.data, f"nats:{msg.subject}", "rpc")
+        except Exception as exc:
+            log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
             try:
-                results = await decide(self.adjudicator, msg.data, f"nats:{msg.subject}", "rpc")
-            except Exception as exc:
-                log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
                 if msg.reply:
                     why = redact(f"not decided, send again: {exc!r}", msg.data)
                     await send(self.nc, msg.reply, unavailable(why), _UNAVAILABLE_HEADERS)
-                return
-            if msg.reply:
-                await send(self.nc, msg.reply, encode_result(results[0]))
-            await self.publisher.publish_extra(results)
-        except Exception as exc:                   # decided and stored; only the answer could not go out
-            log.error("rpc_reply_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
-        finally:
+            except Exception as again:             # disconnected: the caller times out instead
+                log.error("rpc_reply_failed", subject=msg.subject, error=redact(repr(again), msg.data))
+            finally:
+                self.inflight -= 1
+            return
+        except BaseException:
             self.inflight -= 1
+            raise
+        await self._answer(msg, results)
 
     async def _answer(self, msg: Any, results: list) -> None:
-        """A request decided in a batch, stored and acknowledged: its answer, then its adjustments."""
+        """A request decided and stored (one by one, or in a batch once it is acknowledged): its answer, then
+        its adjustments."""
         try:
             if msg.reply:
                 await send(self.nc, msg.reply, encode_result(results[0]))

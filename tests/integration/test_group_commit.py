@@ -45,7 +45,8 @@ async def burst(admin_nc: Any, platform_js: Any, lines: Iterable[bytes], tag: st
     shares = [[(i, line) for i, line in enumerate(lines) if i % feeders == f] for f in range(feeders)]
     await asyncio.gather(*(feeder(share) for share in shares))
     await admin_js.resume_consumer("PLATFORM_IN", "adjudicator")
-    mine = lambda msgs: [m for m in msgs if (m.headers or {}).get("Ledger-Msg-Id", "").startswith(f"{tag}-")]  # noqa: E731
+    ours = f"{tag}-"
+    mine = lambda msgs: [m for m in msgs if (m.headers or {}).get("Ledger-Msg-Id", "").startswith(ours)]  # noqa: E731
     await out.wait_for(lambda msgs: len(mine(msgs)) >= len(lines), timeout=60)
     await asyncio.sleep(0.3)                           # nothing more may come
     got: dict[int, list[dict]] = {}
