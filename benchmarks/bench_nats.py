@@ -4,7 +4,7 @@ For each JetStream sync mode (``sync_interval: always`` as the ledger runs,
 and the server default, as in a cluster whose quorum gives durability), on
 an embedded nats-server of its own:
 
-1. Start the adjudicator worker (``python -m services.adjudicator.worker``:
+1. Start the adjudicator worker (``python -m services.cli.worker``:
    the production code path, its own process) and feed it the hospitals,
    statuses and enrolments of bench_replay's generator through
    ``platform.in`` (not timed).
@@ -213,9 +213,9 @@ async def _mode(sync_always: bool, setup: list[bytes], lines: list[bytes], probe
         results = Counter()
         await nc.subscribe("ledger.out.>", cb=results.on_msg, pending_msgs_limit=2_000_000,
                            pending_bytes_limit=2 * 1024 ** 3)
-        worker = _spawn(["-m", "services.adjudicator.worker"], {**env, "LEDGER_METRICS_PORT": str(metrics_port)},
+        worker = _spawn(["-m", "services.cli.worker"], {**env, "LEDGER_METRICS_PORT": str(metrics_port)},
                         tmp / "worker.log")
-        extra = [_spawn(["-m", "services.adjudicator.worker"], env, tmp / f"worker{i}.log") for i in range(1, replicas)]
+        extra = [_spawn(["-m", "services.cli.worker"], env, tmp / f"worker{i}.log") for i in range(1, replicas)]
         try:
             for line in setup:                          # reference data first: a barrier each, in order
                 await js.publish(f"platform.in.{json.loads(line)['msg_type']}", line)

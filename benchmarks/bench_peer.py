@@ -215,7 +215,7 @@ async def _run_ledger(tmp: Path, setup: list[bytes], lines: list[bytes], size: S
         results = Results()
         await nc.subscribe("ledger.out.settlement_result", cb=results.on_msg, pending_msgs_limit=2_000_000,
                            pending_bytes_limit=2 * 1024 ** 3)
-        worker = _spawn(["-m", "services.adjudicator.worker"], env, tmp / "worker.log")
+        worker = _spawn(["-m", "services.cli.worker"], env, tmp / "worker.log")
         try:
             task = progress.add_task("ledger reference data", total=len(setup))
             follow = asyncio.create_task(_follow(progress, task, reference, len(setup)))

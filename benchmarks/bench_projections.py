@@ -42,7 +42,7 @@ from projections.runner import decode_batch
 from projections.source import StreamReader, last_sequence
 from services.runtime.embedded import start_nats, start_postgres
 from services.runtime.secrets import person_key
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-projections-person-key-secret-01"

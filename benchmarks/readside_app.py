@@ -26,7 +26,7 @@ def bare() -> dict[str, str]:
 
 def app():
     secret = os.environ["LEDGER_PERSON_KEY_SECRET"].encode()
-    deps = ApiDeps(submit=None, tokens={"supervisor": TOKEN}, person_key=lambda psn: person_key(secret, psn))  # type: ignore[arg-type]
+    deps = ApiDeps(submit=None, tokens={"supervisor": TOKEN}, person_key=lambda psn: person_key(secret, psn))
 
     async def start() -> None:
         deps.db = await create_pool(os.environ["DATABASE_URL"], min_size=4, max_size=8)

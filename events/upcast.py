@@ -63,6 +63,21 @@ def decode_event(data: bytes) -> Event:
         return msgspec.convert(_upcast(raw, UPCASTERS, "type"), Event, strict=False)  # type: ignore[arg-type]
 
 
+class _CommitId(msgspec.Struct):
+    commit_id: str = ""
+
+
+_COMMIT_ID = msgspec.json.Decoder(_CommitId)
+
+
+def commit_id(data: bytes) -> str:
+    """The id of a stored commit, read without decoding its events (empty for what is not one)."""
+    try:
+        return _COMMIT_ID.decode(data).commit_id
+    except msgspec.DecodeError:
+        return ""
+
+
 def _upcast(obj: Any, upcasters: dict[str, Upcaster], tag: str) -> Any:
     seen = set()
     while isinstance(obj, dict) and obj.get(tag) in upcasters and obj[tag] not in seen:

@@ -24,8 +24,9 @@ from typing import Any, NamedTuple
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.ingest.natsfast import PullCredit, stream_sequence, subscribe_direct
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
+from services.nats.fast import stream_sequence, subscribe_direct
+from services.nats.pull import PullCredit
 
 ALL_SUBJECTS = "ledger.>"
 HEARTBEAT = 2.0          # seconds: the server's sign of life while a pull request waits for messages

@@ -8,10 +8,10 @@ Contract for modules that add routes (the read API, audits, admin):
 * ``routers``: any Litestar route handlers, controllers or ``Router``\\ s; they are
   registered as given, next to this module's handlers and ``/v1/messages``.
 * ``dependencies``: extra ``{name: Provide(...)}`` merged into the app's. Every
-  handler can also ask for ``deps: ApiDeps`` — NATS (``deps.nc``/``deps.js``),
-  the asyncpg pool (``deps.db``), ``deps.person_key(psn_no)`` (subject key of a
-  person; never log a psn_no), ``deps.settings`` and ``deps.extras`` for
-  anything else bootstrap hands over.
+  handler can also ask for ``deps: ApiDeps`` (services/api/deps.py, typed) — NATS
+  (``deps.nc``/``deps.js``), the asyncpg pool (``deps.db``), ``deps.person_key(psn_no)``
+  (subject key of a person; never log a psn_no), ``deps.settings`` and the rest the
+  composition root (services/compose/read_side.py) hands over.
 * **Auth is closed by default.** Every route needs ``Authorization: Bearer
   <token>`` of a role listed in its ``opt={"roles": (...)}`` (roles:
   ``platform``, ``supervisor``, ``admin``; tokens from config or
@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from litestar import Litestar, Response, get
@@ -46,34 +45,12 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from events.results import Outbound
-from services.observability import CONTENT_TYPE_LATEST, Metrics
+from services.api.deps import ApiDeps, ReadyCheck
+from services.observability import CONTENT_TYPE_LATEST
 
 __all__ = ["ApiDeps", "ReadyCheck", "create_app", "ROLES"]
 
 ROLES = ("platform", "supervisor", "admin")
-ReadyCheck = Callable[[], Awaitable[tuple[str, bool, str]]]
-
-
-@dataclass
-class ApiDeps:
-    """What the HTTP layer uses; built by `ledger run` from `services.bootstrap.Ledger`."""
-    submit: Callable[[bytes, str, str], Awaitable[list[Outbound]]]    # (raw, source, transport) -> results
-    tokens: Mapping[str, str]                                         # role -> bearer token
-    metrics: Metrics = field(default_factory=Metrics)
-    publish_extra: Callable[[list[Outbound]], Awaitable[None]] | None = None   # adjustments -> ledger.out
-    # (raw, source, code, message, transport) -> results: a body too large to read whole (Adjudicator.dead_letter)
-    dead_letter: Callable[[bytes, str, str, str, str], Awaitable[list[Outbound]]] | None = None
-    taking_messages: Callable[[], bool] = lambda: True
-    ready_checks: list[ReadyCheck] = field(default_factory=list)
-    nc: Any = None
-    js: Any = None
-    db: Any = None
-    person_key: Callable[[str], str] | None = None
-    settings: Any = None
-    seal_key: bytes | None = None      # to verify commits' seals (ADR 0010)
-    integrity: Any = None              # services.integrity.monitor.IntegrityMonitor of the read side, if any
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def _bearer_guard(tokens: Mapping[str, str]) -> Callable[[ASGIConnection, BaseRouteHandler], None]:

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Response, Router, get
 from litestar.params import Parameter
 
+from services.api.deps import ApiDeps
 from services.api.read_common import (EXCEPTION_HANDLERS, MAX_LIMIT, YEAR, bad, check_limit, db_of, lag_of,
                                       not_found, parse_cursor, with_lag)
 from services.api.responses import errors
@@ -102,7 +103,7 @@ def _month(value: str | None, name: str) -> dt.date | None:
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
-async def read_settlement(deps: Any, setl_id: str) -> SettlementView:
+async def read_settlement(deps: ApiDeps, setl_id: str) -> SettlementView:
     """One settlement's facts and every line (payments, adjustments, reversals), in stream order."""
     async with db_of(deps).acquire() as conn:
         row = await conn.fetchrow("SELECT * FROM settlement WHERE setl_id = $1 ORDER BY seq DESC LIMIT 1", setl_id)
@@ -118,7 +119,7 @@ async def read_settlement(deps: Any, setl_id: str) -> SettlementView:
 
 @get("/settlements/{setl_id:str}", responses=errors(400, 404, 503),
      summary="One settlement as decided, with every line, rule and clause")
-async def settlement(setl_id: str, deps: Any) -> Response[SettlementView]:
+async def settlement(setl_id: str, deps: ApiDeps) -> Response[SettlementView]:
     view = await read_settlement(deps, setl_id)
     return with_lag(view, view.projection_lag)
 
@@ -137,7 +138,7 @@ class SettlementRow(msgspec.Struct):
     cancelled: bool | None
 
 
-async def read_person_settlements(deps: Any, person_key: str, year: int, limit: int = MAX_LIMIT
+async def read_person_settlements(deps: ApiDeps, person_key: str, year: int, limit: int = MAX_LIMIT
                                   ) -> list[SettlementRow]:
     """A person-year's settlements in decision order, each with the status applied to it."""
     rows = await db_of(deps).fetch(
@@ -145,7 +146,7 @@ async def read_person_settlements(deps: Any, person_key: str, year: int, limit: 
     return [SettlementRow(**{f: r[f] for f in SettlementRow.__struct_fields__}) for r in rows]
 
 
-async def read_fund_flows(deps: Any, area: str | None = None, from_: str | None = None, to: str | None = None,
+async def read_fund_flows(deps: ApiDeps, area: str | None = None, from_: str | None = None, to: str | None = None,
                           fund: str | None = None) -> FlowsView:
     """Money paid by month and fund within an area prefix and a span of months."""
     start, end = _month(from_, "from"), _month(to, "to")
@@ -168,7 +169,7 @@ async def read_fund_flows(deps: Any, area: str | None = None, from_: str | None 
 
 @get("/funds/flows", responses=errors(400, 503),
      summary="Money paid by area, fund and month (reversals negative)")
-async def fund_flows(deps: Any, area: str | None = None,
+async def fund_flows(deps: ApiDeps, area: str | None = None,
                      from_: str | None = Parameter(query="from", default=None, description="first month, YYYY-MM"),
                      to: str | None = Parameter(default=None, description="last month, YYYY-MM"),
                      fund: str | None = None) -> Response[FlowsView]:
@@ -179,7 +180,7 @@ async def fund_flows(deps: Any, area: str | None = None,
 WARNING_STATES = ("active", "withdrawn", "all")
 
 
-async def read_warnings(deps: Any, area: str | None = None, year: int | None = None, code: str | None = None,
+async def read_warnings(deps: ApiDeps, area: str | None = None, year: int | None = None, code: str | None = None,
                         standing: str = "active", limit: int = 100, cursor: str | None = None,
                         person_key: str | None = None) -> WarningsPage:
     """One page of warnings, oldest first; `person_key` narrows to one person (the console's person page)."""
@@ -208,7 +209,7 @@ async def read_warnings(deps: Any, area: str | None = None, year: int | None = N
      summary="因病返贫致贫 warnings, newest last; filter by area, year, code and state",
      description="`state=active` (the default) leaves out warnings whose settlement was cancelled since; "
                  "`withdrawn` lists only those, `all` both.")
-async def warnings(deps: Any, area: str | None = None, year: int | None = Parameter(default=None, **YEAR),
+async def warnings(deps: ApiDeps, area: str | None = None, year: int | None = Parameter(default=None, **YEAR),
                    code: str | None = None, standing: str = Parameter(query="state", default="active"),
                    limit: int = 100, cursor: str | None = None) -> Response[WarningsPage]:
     page = await read_warnings(deps, area, year, code, standing, limit, cursor)

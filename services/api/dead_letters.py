@@ -17,6 +17,7 @@ from litestar import Response, Router, get, post
 from litestar.params import Parameter
 
 from events.results import RESULT_ENCODER
+from services.api.deps import ApiDeps
 from services.api.read_common import (EXCEPTION_HANDLERS, ApiError, check_limit, db_of, lag_of, not_found,
                                       parse_seq_cursor, with_lag)
 from services.api.responses import errors
@@ -77,7 +78,7 @@ def _view(r: Any) -> DeadLetterView:
                           _state(redrives), redrives)
 
 
-async def read_dead_letters(deps: Any, code: str | None = None, wanted: str | None = None, limit: int = 100,
+async def read_dead_letters(deps: ApiDeps, code: str | None = None, wanted: str | None = None, limit: int = 100,
                             cursor: str | None = None) -> DeadLettersPage:
     """One page of dead letters, oldest first, each with its redrives; `wanted` filters by redrive state."""
     check_limit(limit)
@@ -96,7 +97,7 @@ async def read_dead_letters(deps: Any, code: str | None = None, wanted: str | No
 
 @get("/", responses=errors(400, 503),
      summary="Messages the ledger could not decide, with their redrive state")
-async def list_dead_letters(deps: Any, code: str | None = None,
+async def list_dead_letters(deps: ApiDeps, code: str | None = None,
                             wanted: str | None = Parameter(query="state", default=None,
                                                           description="pending, redriven or failed"),
                             limit: int = 100, cursor: str | None = None) -> Response[DeadLettersPage]:
@@ -104,13 +105,13 @@ async def list_dead_letters(deps: Any, code: str | None = None,
     return with_lag(page, page.projection_lag)
 
 
-async def redrive_dead_letter(deps: Any, dead_letter_id: str) -> RedriveOutcome:
+async def redrive_dead_letter(deps: ApiDeps, dead_letter_id: str) -> RedriveOutcome:
     """Hand the stored raw bytes to the decision path again and record the outcome (admins only)."""
     db = db_of(deps)
     raw = await db.fetchval("SELECT raw FROM dead_letter WHERE event_id = $1", dead_letter_id)
     if raw is None:
         raise not_found("this dead letter")
-    if getattr(deps, "submit", None) is None:
+    if deps.submit is None:
         raise ApiError(503, "unavailable", "this process does not decide messages")
     results = await deps.submit(bytes(raw), f"redrive:{dead_letter_id}", "redrive")
     outcome = str(getattr(results[0], "result", "unknown")) if results else "none"
@@ -124,7 +125,7 @@ async def redrive_dead_letter(deps: Any, dead_letter_id: str) -> RedriveOutcome:
 @post("/{dead_letter_id:str}/redrive", responses=errors(400, 404, 503),
       status_code=200, opt={"roles": ("admin",)},
       summary="Submit a dead letter's raw bytes again through the decision path; the outcome is recorded")
-async def redrive(dead_letter_id: str, deps: Any) -> RedriveOutcome:
+async def redrive(dead_letter_id: str, deps: ApiDeps) -> RedriveOutcome:
     return await redrive_dead_letter(deps, dead_letter_id)
 
 

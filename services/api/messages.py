@@ -34,8 +34,9 @@ from events import codes
 from events.limits import Body
 from events.results import Outbound, Result, encode_result
 from services.adjudicator.service import redact
+from services.api.deps import ApiDeps
 from services.api.responses import AUTH
-from services.ingest.outbound import ERROR_HEADER, Unavailable, unavailable
+from services.nats.results import ERROR_HEADER, Unavailable, unavailable
 
 log = structlog.get_logger(component="ledger.http")
 
@@ -79,7 +80,7 @@ class _SubmitOperation(Operation):
       description="The result of integration.md §2 (e.g. `settlement_result`); 400 for an unreadable message, "
                   "503 when it could not be decided now.",
       operation_class=_SubmitOperation, media_type=_JSON)
-async def submit_message(request: Request[Any, Any, Any], deps: Any) -> Response[bytes]:
+async def submit_message(request: Request[Any, Any, Any], deps: ApiDeps) -> Response[bytes]:
     nc = deps.nc
     if nc is not None and not nc.is_connected:      # nothing can be stored now: say so at once
         return _unavailable("NATS is not connected; not decided, send again")

@@ -7,11 +7,11 @@ on the stream (one row sequence in the audit trail), a rejection included.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import msgspec
 from litestar import Response, Router, get
 
+from services.api.deps import ApiDeps
 from services.api.read_common import EXCEPTION_HANDLERS, db_of, lag_of, with_lag
 from services.api.responses import errors
 
@@ -41,7 +41,7 @@ SELECT (SELECT count(DISTINCT seq) FROM ledger_event WHERE recorded_at >= $1 AND
        (SELECT min(seq) FROM projection_checkpoint) AS checkpoint"""
 
 
-async def read_overview(deps: Any, now: dt.datetime | None = None) -> OverviewView:
+async def read_overview(deps: ApiDeps, now: dt.datetime | None = None) -> OverviewView:
     today = (now or dt.datetime.now(CST)).astimezone(CST).date()
     day_start = dt.datetime.combine(today, dt.time(), CST)
     year_start = dt.datetime(today.year, 1, 1, tzinfo=CST)
@@ -52,7 +52,7 @@ async def read_overview(deps: Any, now: dt.datetime | None = None) -> OverviewVi
 
 
 @get("/overview", responses=errors(400, 503), summary="Decisions today and this year (UTC+8), warnings standing, dead letters waiting")
-async def overview(deps: Any) -> Response[OverviewView]:
+async def overview(deps: ApiDeps) -> Response[OverviewView]:
     view = await read_overview(deps)
     return with_lag(view, view.projection_lag)
 

@@ -12,6 +12,7 @@ from litestar import Response, Router, get
 from litestar.params import Parameter
 
 from events.ledger import Event
+from services.api.deps import ApiDeps
 from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
 from services.api.responses import errors
@@ -109,7 +110,7 @@ def _split(row: Any, kind: str) -> Split:
                  row[f"{kind}_hosp"], row[f"{kind}_psn"])
 
 
-async def read_person_year(deps: Any, psn_no: str, year: int) -> PersonYearView:
+async def read_person_year(deps: ApiDeps, psn_no: str, year: int) -> PersonYearView:
     """The person-year as the API and the console show it."""
     if not 1900 <= year <= 2200:
         raise bad(f"year {year} is out of range")
@@ -133,12 +134,12 @@ async def read_person_year(deps: Any, psn_no: str, year: int) -> PersonYearView:
 
 @get("/{psn_no:str}/years/{year:int}", responses=errors(400, 404, 503),
      summary="A person's year: cap, 大病 deductible progress, totals")
-async def person_year(psn_no: str, year: int, deps: Any) -> Response[PersonYearView]:
+async def person_year(psn_no: str, year: int, deps: ApiDeps) -> Response[PersonYearView]:
     view = await read_person_year(deps, psn_no, year)
     return with_lag(view, view.projection_lag)
 
 
-async def read_person_events(deps: Any, psn_no: str, year: int | None = None, type: str | None = None,
+async def read_person_events(deps: ApiDeps, psn_no: str, year: int | None = None, type: str | None = None,
                              limit: int = 100, cursor: str | None = None) -> TrailPage:
     """One page of a person's audit trail, oldest first."""
     check_limit(limit)
@@ -166,13 +167,13 @@ async def read_person_events(deps: Any, psn_no: str, year: int | None = None, ty
 
 @get("/{psn_no:str}/events", responses=errors(400, 404, 503),
      summary="A person's audit trail: every event with its hashes and payload")
-async def person_events(psn_no: str, deps: Any, year: int | None = Parameter(default=None, **YEAR),
+async def person_events(psn_no: str, deps: ApiDeps, year: int | None = Parameter(default=None, **YEAR),
                         type: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[TrailPage]:
     page = await read_person_events(deps, psn_no, year, type, limit, cursor)
     return with_lag(page, page.projection_lag)
 
 
-async def read_person_years(deps: Any, person_key: str) -> list[int]:
+async def read_person_years(deps: ApiDeps, person_key: str) -> list[int]:
     """The years a person has figures for, oldest first."""
     rows = await db_of(deps).fetch("SELECT year FROM person_year WHERE person_key = $1 ORDER BY year", person_key)
     return [r["year"] for r in rows]

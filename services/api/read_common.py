@@ -4,7 +4,7 @@ Errors are `{"code": ..., "message": ...}` with 400 (bad parameter), 404
 (unknown id) or 503 (no database / stream configured). Every read says how far
 behind the stream its projection is: header `X-Projection-Lag` = stream last
 sequence − the projection's checkpoint (the stream head is cached for
-`LAG_TTL` seconds so a busy endpoint does not ask NATS on every request).
+`ApiDeps.projection_lag_ttl` seconds so a busy endpoint does not ask NATS on every request).
 """
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
 
-from services.runtime.stream import STREAM
+from services.api.deps import ApiDeps
 
 log = structlog.get_logger(component="ledger.reads")
 
 LAG_HEADER = "X-Projection-Lag"
 YEAR = {"ge": 1900, "le": 2200}          # Parameter bounds of a policy year (and of PostgreSQL's int4)
 _SEQ_MAX = 2**63 - 1
-LAG_TTL = 0.1
 MAX_LIMIT = 1000
 
 
@@ -78,37 +77,36 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, ValidationException:
                                       **{error: _unavailable for error in UNAVAILABLE_ERRORS}}
 
 
-def db_of(deps: Any) -> Any:
-    if getattr(deps, "db", None) is None:
+def db_of(deps: ApiDeps) -> asyncpg.Pool:
+    if deps.db is None:
         raise ApiError(503, "unavailable", "no PostgreSQL configured for the read models (DATABASE_URL)")
     return deps.db
 
 
-def key_of(deps: Any, psn_no: str) -> str:
+def key_of(deps: ApiDeps, psn_no: str) -> str:
     if not psn_no.strip():
         raise bad("psn_no must not be empty")
-    return deps.person_key(psn_no)
+    return deps.person_key(psn_no)     # type: ignore[misc]  (every server that reads persons has one)
 
 
 _heads: dict[int, tuple[float, int]] = {}
 
 
-async def stream_head(deps: Any) -> int | None:
-    """The stream's last sequence, at most LAG_TTL seconds old; None without NATS or while it is down."""
-    js = getattr(deps, "js", None)
+async def stream_head(deps: ApiDeps) -> int | None:
+    """The stream's last sequence, at most `deps.projection_lag_ttl` seconds old; None without NATS or while it is down."""
+    js = deps.js
     if js is None or not js._nc.is_connected:     # NATS down: the reads still answer, lag unknown
         return None
     now = time.monotonic()
     cached = _heads.get(id(js))
-    ttl = getattr(deps, "extras", {}).get("projection_lag_ttl", LAG_TTL)
+    ttl = deps.projection_lag_ttl
     if cached is None or now - cached[0] > ttl:
-        stream = getattr(deps, "extras", {}).get("stream", STREAM)
-        info = await js.stream_info(stream)
+        info = await js.stream_info(deps.stream)
         cached = _heads[id(js)] = (now, int(info.state.last_seq or 0))
     return cached[1]
 
 
-async def lag_of(deps: Any, checkpoint: int | None) -> int | None:
+async def lag_of(deps: ApiDeps, checkpoint: int | None) -> int | None:
     head = await stream_head(deps)
     return None if head is None else max(0, head - (checkpoint or 0))
 

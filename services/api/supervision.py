@@ -8,11 +8,11 @@ from typing import Any
 import msgspec
 from litestar import Response, Router, get, post
 
+from services.api.deps import ApiDeps
 from services.api.read_common import EXCEPTION_HANDLERS, ApiError, bad, db_of, not_found, stream_head
 from services.api.responses import errors
 from services.audit.job import AuditRequest, expire_abandoned, start_audit
 from services.policy.pack import PackError
-from services.runtime.stream import STREAM
 
 
 class AuditView(msgspec.Struct):
@@ -51,26 +51,25 @@ class ProjectionView(msgspec.Struct):
     rebuild: RebuildView | None
 
 
-def pack_archive(deps: Any) -> Path:
-    settings = getattr(deps, "settings", None)
-    found = getattr(deps, "extras", {}).get("pack_archive") or (settings.pack_archive_dir if settings else None)
+def pack_archive(deps: ApiDeps) -> Path:
+    found = deps.pack_archive or (deps.settings.pack_archive_dir if deps.settings else None)
     if found is None:
         raise ValueError("this server has no pack archive; audit under the shipped packs or with overrides")
     return Path(found)
 
 
-def _stream(deps: Any) -> str:
-    return getattr(deps, "extras", {}).get("stream", STREAM)
+def _stream(deps: ApiDeps) -> str:
+    return deps.stream
 
 
 @post("/audits", responses=errors(400, 503), status_code=202, summary="Start an audit replay (person, area and/or period; as of; what if)",
       description="`pack_dir` and `what_if_dir` name pack sets in the server's pack archive (LEDGER_PACK_ARCHIVE), "
                   "not paths.")
-async def create_audit(data: AuditRequest, deps: Any) -> AuditView:
+async def create_audit(data: AuditRequest, deps: ApiDeps) -> AuditView:
     return await begin_audit(deps, data)
 
 
-async def begin_audit(deps: Any, data: AuditRequest) -> AuditView:
+async def begin_audit(deps: ApiDeps, data: AuditRequest) -> AuditView:
     """Check the request, start its job in this process, and return the job as it stands."""
     if data.pack_dir is not None or data.what_if_dir is not None:
         try:
@@ -80,7 +79,7 @@ async def begin_audit(deps: Any, data: AuditRequest) -> AuditView:
     problems = data.problems()
     if problems:
         raise bad("; ".join(problems))
-    if getattr(deps, "js", None) is None:
+    if deps.js is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
     try:
         data.library()
@@ -90,7 +89,7 @@ async def begin_audit(deps: Any, data: AuditRequest) -> AuditView:
     return await read_audit(deps, job_id)
 
 
-async def read_audit(deps: Any, job_id: str) -> AuditView:
+async def read_audit(deps: ApiDeps, job_id: str) -> AuditView:
     """The job row with its progress, totals and differences (a silent job is failed first)."""
     await expire_abandoned(db_of(deps), job_id)
     row = await db_of(deps).fetchrow("SELECT * FROM audit_job WHERE id = $1", job_id)
@@ -102,7 +101,7 @@ async def read_audit(deps: Any, job_id: str) -> AuditView:
 
 
 @get("/audits/{audit_id:str}", responses=errors(400, 404, 503), summary="An audit's status, progress, totals and differences")
-async def get_audit(audit_id: str, deps: Any) -> AuditView:
+async def get_audit(audit_id: str, deps: ApiDeps) -> AuditView:
     return await read_audit(deps, audit_id)
 
 
@@ -112,17 +111,17 @@ async def get_audit(audit_id: str, deps: Any) -> AuditView:
                  "minutes (then prefer `ledger verify`). `findings` are what the read side finds the stream lost "
                  "or holds unsealed (ADR 0010); `acceptances` and `restores` what operators did about it. `ok` "
                  "only when there is no break, no missing sequence and no finding.")
-async def verify(deps: Any, psn_no: str | None = None) -> Any:
+async def verify(deps: ApiDeps, psn_no: str | None = None) -> Any:
     return await run_verify(deps, psn_no)
 
 
-async def run_verify(deps: Any, psn_no: str | None = None) -> Any:
+async def run_verify(deps: ApiDeps, psn_no: str | None = None) -> Any:
     """A VerifyReport of the whole stream, or of one person's subject, with what loss detection found."""
     from projections.verify import verify_person, verify_stream, with_integrity
     from services.integrity.records import integrity_of
-    if getattr(deps, "js", None) is None:
+    if deps.js is None:
         raise ApiError(503, "unavailable", "no NATS connection to read the ledger from")
-    seal_key = getattr(deps, "seal_key", None)
+    seal_key = deps.seal_key
     if seal_key is None:
         raise ApiError(503, "unavailable", "this server has no seal key to verify commits with")
     key = None
@@ -135,7 +134,7 @@ async def run_verify(deps: Any, psn_no: str | None = None) -> Any:
             raise not_found("no events for this person")
     else:
         report = await verify_stream(deps.js, stream=_stream(deps), seal_key=seal_key)
-    found, accepted, restored = await integrity_of(db_of(deps), deps.js, seal_key, getattr(deps, "integrity", None))
+    found, accepted, restored = await integrity_of(db_of(deps), deps.js, seal_key, deps.integrity)
     if key is not None:
         found = [f for f in found if f.whole_stream or f.person_key == key]
     return with_integrity(report, found, accepted, restored)
@@ -150,7 +149,7 @@ class AuditSummary(msgspec.Struct):
     created_at: dt.datetime
 
 
-async def read_recent_audits(deps: Any, limit: int = 20) -> list[AuditSummary]:
+async def read_recent_audits(deps: ApiDeps, limit: int = 20) -> list[AuditSummary]:
     """The latest audit jobs, newest first (the console lists them beside its form)."""
     rows = await db_of(deps).fetch("SELECT id, status, scope, done, total, created_at FROM audit_job "
                                    "ORDER BY created_at DESC LIMIT $1", limit)
@@ -171,11 +170,11 @@ def _rebuild(r: Any) -> RebuildView | None:
 @get("/projections", responses=errors(400, 503), summary="Each projection's checkpoint, lag, owner and rebuild progress",
      description="`lag` is the stream's last sequence minus the checkpoint: negative when the stream ends before "
                  "what was projected (it lost messages: see `GET /v1/verify`).")
-async def projections(deps: Any) -> Response[list[ProjectionView]]:
+async def projections(deps: ApiDeps) -> Response[list[ProjectionView]]:
     return Response(await read_projections(deps))
 
 
-async def read_projections(deps: Any) -> list[ProjectionView]:
+async def read_projections(deps: ApiDeps) -> list[ProjectionView]:
     """Each projection's checkpoint and lag behind the stream head, with its rebuild if one ran."""
     rows = await db_of(deps).fetch(
         "SELECT c.*, r.status, r.seq AS r_seq, r.target_seq, r.started_at, r.updated_at AS r_updated_at, "

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from projections.digest import Difference, StreamHeads, SubjectHead, differences, heads_digest, stream_heads
 from services.runtime.signing import SigningKey, key_id, verify
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 ALGORITHM = "sha256-heads/ed25519"
 _SIGNED = ("stream", "stream_created", "upto", "subjects", "algorithm", "digest", "key_id", "issued_at")

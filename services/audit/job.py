@@ -25,7 +25,8 @@ from events.money import ZERO
 from services.audit.compare import Difference, Scope
 from services.audit.packs import PackLibrary
 from services.audit.replay import audit_person
-from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
+from events.subjects import PERSON_SUBJECT, STREAM
+from services.nats.reads import read_subject
 
 log = logging.getLogger("ledger.audit")
 MAX_STORED_DIFFERENCES = 10_000

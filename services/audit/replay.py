@@ -10,17 +10,16 @@ names (or the what-if pack). The new events are then compared with the stored on
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from dataclasses import dataclass, field
 
 from events import ledger as ev
 from events.messages import (Enrolment, Inbound, PsnIdentity, SettlementCancel, TiltedGrant, YearClose,
                              encode_message)
 from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
 from services.audit.compare import Difference, Scope, compare_commit
 from services.audit.packs import PackLibrary
-from services.policy.engine import Engine
+from services.compose.core import build_handler, counted_ids
+from services.memory.store import MemoryStore
 from services.policy.settlement import hospital_of, settlement_of
 from services.policy.pack import Pack, PackSet
 from services.policy.year_end import area_prefix
@@ -74,7 +73,7 @@ class PersonReplay:
     def __init__(self, library: PackLibrary):
         self.library = library
         self.store = MemoryStore()
-        self._ids = itertools.count(1)
+        self._new_id = counted_ids("audit")
         self._now = dt.datetime.now(dt.timezone.utc)
         self._handlers: dict[tuple[str, str] | None, Handler] = {}
         self.packs_seen: dict[str, Pack] = {}
@@ -83,8 +82,7 @@ class PersonReplay:
     def _handler(self, packs: list[Pack], named: tuple[str, str] | None) -> Handler:
         found = self._handlers.get(named) if named is not None else None
         if found is None:
-            found = Handler(Engine(PackSet(packs)), self.store, clock=lambda: self._now,
-                            new_id=lambda: f"audit-{next(self._ids)}")
+            found = build_handler(PackSet(packs), self.store, clock=lambda: self._now, new_id=self._new_id)
             if named is not None:
                 self._handlers[named] = found
         return found

@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import nats
-
+from services.nats.connect import connect_command
 from services.runtime.nats_users import read_nats_users, redact_url, url_for
 from services.runtime.secrets import person_key, person_key_secret, seal_secret
 from services.runtime.settings import Settings, load_settings
@@ -48,11 +47,6 @@ def admin_url(settings: Settings) -> str | None:
     return _embedded_url(settings, "admin") if settings.nats_url is None else None
 
 
-def servers(url: str) -> list[str]:
-    """NATS_URL's servers: a cluster lists one URL per node, comma-separated."""
-    return [u.strip() for u in url.split(",") if u.strip()]
-
-
 @contextlib.asynccontextmanager
 async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
     settings = load_settings()
@@ -64,7 +58,7 @@ async def connected(need_database: bool = True) -> AsyncIterator[ReadSide]:
         pg = start_postgres(settings.data_dir)
         database_url = pg.url
     try:
-        nc = await nats.connect(servers(nats_url), connect_timeout=3, max_reconnect_attempts=3, **settings.nats_auth)
+        nc = await connect_command(nats_url, **settings.nats_auth)
     except Exception as exc:
         if pg is not None:
             pg.stop()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import sys
 
 import msgspec
-import nats
 from rich.table import Table
 
-from services.cli.connect import admin_url, connected, servers
+from services.cli.connect import admin_url, connected
+from services.nats.connect import connect_command
 from services.cli.readside import err, progress_bar, run_async
 
 
@@ -43,7 +43,7 @@ async def _restore(yes: bool, as_json: bool) -> int:
         url = admin_url(side.settings)
         if url is None:
             raise RestoreFailed("recreating stream LEDGER needs a NATS admin: set LEDGER_NATS_ADMIN_URL")
-        admin = await nats.connect(servers(url), connect_timeout=3, max_reconnect_attempts=3)
+        admin = await connect_command(url)
         try:
             with progress_bar() as bar:
                 task = bar.add_task("restore LEDGER", total=None, rate=0.0)

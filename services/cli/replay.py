@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,9 +19,9 @@ from events import codes
 from events.limits import MAX_MESSAGE_BYTES, Body
 from events.results import Outbound, encode_result
 from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
 from services.adjudicator.service import redact
-from services.policy.engine import Engine
+from services.compose.core import build_handler, counted_ids
+from services.memory.store import MemoryStore
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 
 REPLAY_CLOCK = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)   # replay output never depends on the clock
@@ -32,9 +31,7 @@ READ_CHUNK = MAX_MESSAGE_BYTES + 1
 
 def replay_handler(packs: PackSet, freeze_every: int = 0) -> Handler:
     """The decision path over a memory store; `ledger replay` passes `freeze_every=FREEZE_EVERY`."""
-    counter = itertools.count(1)
-    return Handler(Engine(packs), MemoryStore(freeze_every), clock=lambda: REPLAY_CLOCK,
-                   new_id=lambda: f"replay-{next(counter)}")
+    return build_handler(packs, MemoryStore(freeze_every), clock=lambda: REPLAY_CLOCK, new_id=counted_ids("replay"))
 
 
 async def replay_lines(lines: Iterable[bytes | Body], handler: Handler) -> list[list[Outbound]]:

@@ -14,8 +14,8 @@ from services.runtime.nats_users import redact_url
 
 
 def setup_streams_cmd() -> int:
-    from services.ingest.feed import FeedConfig
-    from services.runtime.provision import provision_streams
+    from services.nats.feed_config import FeedConfig
+    from services.nats.provision import provision_streams
     from services.runtime.settings import load_settings
 
     try:

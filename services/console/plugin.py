@@ -21,6 +21,7 @@ from litestar.response import Redirect, Response
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from services.api.deps import ApiDeps
 from services.api.read_common import ApiError
 from services.console.auth import csrf_config, login_url, session_config, session_guard
 from services.console.i18n import money, percent
@@ -61,7 +62,7 @@ def _engine_callback(engine: JinjaTemplateEngine) -> None:
 class ConsolePlugin(InitPluginProtocol):
     """The supervisor console under /console/, and `GET /` leading to it."""
 
-    def __init__(self, deps: Any) -> None:
+    def __init__(self, deps: ApiDeps) -> None:
         self.deps = deps
         self.state = ConsoleState()
 

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
+from services.api.deps import ApiDeps
 from services.api.read_common import ApiError, bad
 from services.api.supervision import pack_archive, begin_audit, read_audit, read_recent_audits
 from services.audit.job import AuditRequest
@@ -27,12 +28,12 @@ def _shipped_pack_ids() -> tuple[str, ...]:
     return tuple(sorted(PackSet.from_dir().by_id))
 
 
-def _pack_ids(deps: Any) -> list[str]:
-    packs = getattr(deps, "extras", {}).get("packs")
+def _pack_ids(deps: ApiDeps) -> list[str]:
+    packs = deps.packs
     return sorted(packs.by_id) if packs is not None else list(_shipped_pack_ids())
 
 
-def _archived_sets(deps: Any) -> list[str]:
+def _archived_sets(deps: ApiDeps) -> list[str]:
     try:
         archive = pack_archive(deps)
     except ValueError:
@@ -57,7 +58,7 @@ def request_of(form: dict[str, str]) -> AuditRequest:
         raise bad(str(exc)) from None
 
 
-async def _form_page(request: Request, deps: Any, form: dict[str, str], error: str | None = None,
+async def _form_page(request: Request, deps: ApiDeps, form: dict[str, str], error: str | None = None,
                      status: int = 200) -> Template:
     return await page(request, deps, "audits.html", status=status, form=form, error=error,
                       archived=_archived_sets(deps), pack_ids=_pack_ids(deps),
@@ -65,12 +66,12 @@ async def _form_page(request: Request, deps: Any, form: dict[str, str], error: s
 
 
 @get("/audits")
-async def audits(request: Request, deps: Any) -> Template:
+async def audits(request: Request, deps: ApiDeps) -> Template:
     return await _form_page(request, deps, {})
 
 
 @post("/audits")
-async def start(request: Request, deps: Any) -> Template | Redirect:
+async def start(request: Request, deps: ApiDeps) -> Template | Redirect:
     raw = await request.form()
     form = {k: str(raw.get(k) or "").strip() for k in FORM_FIELDS}
     try:
@@ -110,21 +111,21 @@ def by_rule(differences: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @get("/audits/{audit_id:str}")
-async def job(request: Request, deps: Any, audit_id: str, start: int = 0) -> Template:
+async def job(request: Request, deps: ApiDeps, audit_id: str, start: int = 0) -> Template:
     found = _job(await read_audit(deps, audit_id))
     start = max(0, min(start, len(found["differences"])))
     return await page(request, deps, "audit_job.html", shown=SHOWN, start=start, **found)
 
 
 @get("/audits/{audit_id:str}/report")
-async def report(request: Request, deps: Any, audit_id: str) -> Template:
+async def report(request: Request, deps: ApiDeps, audit_id: str) -> Template:
     found = _job(await read_audit(deps, audit_id))
     return await page(request, deps, "audit_report.html", shown=SHOWN, start=0, rules=by_rule(found["differences"]),
                       **found)
 
 
 @get("/audits/{audit_id:str}/differences.csv")
-async def differences_csv(deps: Any, audit_id: str) -> Any:
+async def differences_csv(deps: ApiDeps, audit_id: str) -> Any:
     found = _job(await read_audit(deps, audit_id))
     rows = ([d.get(c) for c in DIFF_COLUMNS] for d in found["differences"])
     return csv_response(f"audit-{audit_id}-differences.csv", DIFF_COLUMNS, rows)

@@ -1,11 +1,10 @@
 """Logging in and out of the console, and `GET /` leading there."""
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
+from services.api.deps import ApiDeps
 from services.console.auth import CONSOLE_ROLES, fingerprint, role_of_token, safe_next
 from services.console.views import page, see_other
 
@@ -17,12 +16,12 @@ def root() -> Redirect:
 
 
 @get("/login", opt={"console_public": True}, name="console-login")
-async def login_form(request: Request, deps: Any, next: str | None = None) -> Template:
+async def login_form(request: Request, deps: ApiDeps, next: str | None = None) -> Template:
     return await page(request, deps, "login.html", next=safe_next(next), error=None)
 
 
 @post("/login", opt={"console_public": True})
-async def login(request: Request, deps: Any) -> Template | Redirect:
+async def login(request: Request, deps: ApiDeps) -> Template | Redirect:
     form = await request.form()
     role = role_of_token(deps.tokens, str(form.get("token") or ""))
     target = safe_next(str(form.get("next") or ""))

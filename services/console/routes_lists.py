@@ -11,6 +11,7 @@ from litestar.response import Redirect, Template
 
 from services.api.claims_reads import WARNING_STATES, read_fund_flows, read_warnings
 from services.api.dead_letters import read_dead_letters, redrive_dead_letter
+from services.api.deps import ApiDeps
 from services.console import charts
 from services.console.i18n import code_labeller, translator
 from services.console.routes_reads import fund_legend
@@ -26,7 +27,7 @@ def _blank(value: str | None) -> str | None:
 
 
 @get("/funds")
-async def funds(request: Request, deps: Any, area: str | None = None,
+async def funds(request: Request, deps: ApiDeps, area: str | None = None,
                 from_: str | None = Parameter(query="from", default=None), to: str | None = None,
                 fund: str | None = None) -> Template:
     lang = lang_of(request)
@@ -45,7 +46,7 @@ async def funds(request: Request, deps: Any, area: str | None = None,
 
 
 @get("/funds.csv")
-async def funds_csv(deps: Any, area: str | None = None, from_: str | None = Parameter(query="from", default=None),
+async def funds_csv(deps: ApiDeps, area: str | None = None, from_: str | None = Parameter(query="from", default=None),
                     to: str | None = None, fund: str | None = None) -> Any:
     view = await read_fund_flows(deps, _blank(area), _blank(from_), _blank(to), _blank(fund))
     return csv_response("fund-flows.csv", ["month", "fund", "amount", "lines"],
@@ -53,7 +54,7 @@ async def funds_csv(deps: Any, area: str | None = None, from_: str | None = Para
 
 
 @get("/warnings")
-async def warnings(request: Request, deps: Any, area: str | None = None, year: int | None = None,
+async def warnings(request: Request, deps: ApiDeps, area: str | None = None, year: int | None = None,
                    code: str | None = None, standing: str = Parameter(query="state", default="active"),
                    cursor: str | None = None) -> Template:
     area, code = _blank(area), _blank(code)
@@ -65,7 +66,7 @@ async def warnings(request: Request, deps: Any, area: str | None = None, year: i
 
 
 @get("/dead-letters")
-async def dead_letters(request: Request, deps: Any, code: str | None = None,
+async def dead_letters(request: Request, deps: ApiDeps, code: str | None = None,
                        wanted: str | None = Parameter(query="state", default=None), cursor: str | None = None,
                        redriven: str | None = None) -> Template:
     code, wanted = _blank(code), _blank(wanted)
@@ -77,7 +78,7 @@ async def dead_letters(request: Request, deps: Any, code: str | None = None,
 
 
 @post("/dead-letters/{dead_letter_id:str}/redrive", opt={"roles": ("admin",)})
-async def redrive(deps: Any, dead_letter_id: str) -> Redirect:
+async def redrive(deps: ApiDeps, dead_letter_id: str) -> Redirect:
     await redrive_dead_letter(deps, dead_letter_id)
     return see_other(f"/console/dead-letters?{urlencode({'redriven': dead_letter_id})}#dl-{dead_letter_id}")
 

@@ -10,12 +10,14 @@ from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
 from services.api.claims_reads import read_fund_flows, read_person_settlements, read_settlement, read_warnings
+from services.api.deps import ApiDeps
 from services.api.overview import read_overview
 from services.api.persons import read_person_events, read_person_year, read_person_years
 from services.api.read_common import ApiError
 from services.api.supervision import run_verify
 from services.console import charts
 from services.console.i18n import translator
+from services.console.state import ConsoleState
 from services.console.views import lang_of, page, see_other
 
 FLOW_FUNDS = ("critical_illness", "assistance", "hospital", "subsidy", "grant")
@@ -29,7 +31,7 @@ def fund_legend(t: Any, code: Any, funds: list[str]) -> list[tuple[str, str]]:
 
 
 @get("/", name="console-overview")
-async def overview(request: Request, deps: Any, console: Any) -> Template:
+async def overview(request: Request, deps: ApiDeps, console: ConsoleState) -> Template:
     from services.console.i18n import code_labeller
     lang = lang_of(request)
     t, code = translator(lang), code_labeller(lang)
@@ -42,13 +44,13 @@ async def overview(request: Request, deps: Any, console: Any) -> Template:
 
 
 @post("/verify")
-async def start_verify(deps: Any, console: Any) -> Redirect:
+async def start_verify(deps: ApiDeps, console: ConsoleState) -> Redirect:
     console.chain.start(deps)
     return see_other("/console/")
 
 
 @get("/persons")
-async def find_person(request: Request, deps: Any, psn_no: str | None = None, year: int | None = None
+async def find_person(request: Request, deps: ApiDeps, psn_no: str | None = None, year: int | None = None
                       ) -> Template | Redirect:
     """The search box: a psn_no (and a year) lead to the person-year page, whose URL is the bookmark."""
     if psn_no and psn_no.strip():
@@ -62,7 +64,7 @@ async def find_person(request: Request, deps: Any, psn_no: str | None = None, ye
 
 
 @get("/persons/{psn_no:str}/{year:int}")
-async def person_year(request: Request, deps: Any, psn_no: str, year: int, cursor: str | None = None) -> Template:
+async def person_year(request: Request, deps: ApiDeps, psn_no: str, year: int, cursor: str | None = None) -> Template:
     t = translator(lang_of(request))
     view = await read_person_year(deps, psn_no, year)
     key = view.person_key
@@ -97,7 +99,7 @@ def _status(event: Any) -> dict[str, Any]:
 
 
 @get("/settlements/{setl_id:str}")
-async def settlement(request: Request, deps: Any, setl_id: str) -> Template:
+async def settlement(request: Request, deps: ApiDeps, setl_id: str) -> Template:
     t = translator(lang_of(request))
     view = await read_settlement(deps, setl_id)
     f = view.facts

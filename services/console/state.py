@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from services.api.deps import ApiDeps
 
 log = logging.getLogger("ledger.console")
 
@@ -24,13 +25,13 @@ class ChainCheck:
     error: str | None = None
     _task: asyncio.Task | None = field(default=None, repr=False)
 
-    def start(self, deps: Any) -> None:
+    def start(self, deps: ApiDeps) -> None:
         if self.status == "running":
             return
         self.status, self.started_at, self.finished_at, self.error = "running", _now(), None, None
         self._task = asyncio.create_task(self._run(deps))
 
-    async def _run(self, deps: Any) -> None:
+    async def _run(self, deps: ApiDeps) -> None:
         from services.api.supervision import run_verify
         try:
             self.report = await run_verify(deps)

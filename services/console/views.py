@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
 
+from services.api.deps import ApiDeps
 from services.api.read_common import ApiError
 from services.api.supervision import read_projections
 from services.console.auth import COOKIE_PATH
@@ -33,7 +34,7 @@ def frame(request: Request, lang: str) -> dict[str, Any]:
             "path": request.url.path}
 
 
-async def page(request: Request, deps: Any, template: str, status: int = 200, **context: Any) -> Template:
+async def page(request: Request, deps: ApiDeps, template: str, status: int = 200, **context: Any) -> Template:
     """A full page; its header shows each projection's lag behind the stream."""
     lang = lang_of(request)
     try:

@@ -23,7 +23,8 @@ from services.integrity.findings import FORGED_MESSAGE, SEAL_KEY_MISMATCH, Findi
 from services.integrity.monitor import IntegrityMonitor
 from services.integrity.observe import see_stream
 from services.integrity.records import SUBJECT, findings_json, sealed_event
-from services.runtime.stream import STREAM, ensure_ledger_stream
+from events.subjects import STREAM
+from services.nats.streams import ensure_ledger_stream
 
 
 class AcceptRefused(RuntimeError):

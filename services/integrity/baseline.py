@@ -12,7 +12,7 @@ from typing import Any
 
 from services.integrity.findings import NOT_THE_SAME_STREAM, Baseline, Finding, StreamSeen, check_stream
 from services.integrity.state import recorded
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 class StreamLoss(RuntimeError):

@@ -1,6 +1,6 @@
 """The adjudicator's side of loss detection: decide only on the stream the ledger was built on (ADR 0010).
 
-Every adjudicator process (inside `ledger run` and each `services.adjudicator.worker`) runs one.
+Every adjudicator process (inside `ledger run` and each `services.cli.worker`) runs one.
 It has no PostgreSQL, so it judges from two things it can read cheaply, at start and every
 `poll_every` seconds:
 
@@ -28,7 +28,7 @@ from services.integrity import findings as fc
 from services.integrity.findings import Baseline, Finding, StreamSeen, check_stream
 from services.integrity.observe import see_stream
 from services.integrity.state import IntegrityState, Unsealed, bucket, create_state, read_state
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 log = structlog.get_logger(component="ledger.integrity")
 

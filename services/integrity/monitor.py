@@ -26,7 +26,7 @@ from services.integrity.findings import (FORGED_MESSAGE, INTEGRITY_STATE_UNSEALE
                                          Finding, StreamSeen, check_person, check_stream, summary)
 from services.integrity.observe import holds_at, see_stream, see_subjects
 from services.integrity.state import IntegrityState, Unsealed, bucket, write_state
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 log = structlog.get_logger(component="ledger.integrity")
 

@@ -8,7 +8,7 @@ from nats.js.errors import NotFoundError
 
 from events.chain import Unsealed, head_of, read_sealed
 from services.integrity.findings import StreamSeen, SubjectSeen
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 def stream_seen(info: Any) -> StreamSeen:

@@ -10,7 +10,7 @@ import msgspec
 from events import ledger as ev
 from events.chain import encode_sealed, seal_stored
 from services.integrity.findings import Finding
-from services.runtime.stream import REF_SUBJECT
+from events.subjects import REF_SUBJECT
 
 SUBJECT = REF_SUBJECT.format("integrity")
 

@@ -37,7 +37,8 @@ from services.integrity.findings import SEAL_KEY_MISMATCH, Finding
 from services.integrity.monitor import IntegrityMonitor
 from services.integrity.observe import see_stream
 from services.integrity.records import SUBJECT, findings_json, sealed_event
-from services.runtime.stream import STREAM, ensure_ledger_stream
+from events.subjects import STREAM
+from services.nats.streams import ensure_ledger_stream
 
 HOLD_FOR = 3.0          # seconds: longer than an adjudicator's check (services/integrity/guard.py POLL_EVERY)
 WINDOW = 256            # publishes in flight

@@ -36,6 +36,12 @@ def decide_year_close(msg: YearClose, closed: set[tuple[str, int]]) -> Decision:
                     [YearCloseResult(admdvs=msg.admdvs, year=msg.year, result="closed")], ref_kind="year_close")
 
 
+def has_quota_visits(person: Person, prefix: str, year: int) -> bool:
+    """Whether the person has a quota-managed visit of `year` in the area `prefix` (`area_prefix`) names."""
+    return any(r.facts.year == year and r.quota_base > 0 and r.facts.admdvs.startswith(prefix)
+               for r in person.settlements.values())
+
+
 def has_quota_due(person: Person, admdvs: str, year: int) -> bool:
     prefix = area_prefix(admdvs)
     y = person.years.get(year)

@@ -37,7 +37,7 @@ from typing import Any
 
 from services.runtime.embedded import EmbeddedProcess
 from services.runtime.nats_users import accounts_config, nats_users, url_for
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 CLUSTER_NAME = "ledger"
 
@@ -173,7 +173,7 @@ class NatsCluster:
 
     def provision(self, replicas: int | None = None) -> None:
         """Set streams LEDGER and PLATFORM_IN up as the NATS admin (`ledger setup-streams` does the same)."""
-        from services.runtime.provision import provision_streams_blocking
+        from services.nats.provision import provision_streams_blocking
         provision_streams_blocking(self.urls_for("admin"), replicas=replicas or min(3, len(self.nodes)))
 
     def node(self, name: str) -> ClusterNode:
@@ -287,7 +287,7 @@ async def create_ledger_stream(cluster: NatsCluster, replicas: int = 3, **connec
     returns its StreamInfo."""
     import nats
 
-    from services.runtime.stream import ensure_ledger_stream
+    from services.nats.streams import ensure_ledger_stream
 
     nc = await nats.connect(servers=cluster.urls_for("admin").split(","), **connect)
     try:

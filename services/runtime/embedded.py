@@ -23,7 +23,7 @@ Behaviours others rely on:
   anonymous connection is refused. ``url`` is the services' user (``ledger``)
   with its password in the URL; ``url_for(name)`` gives the others. Once
   ready, the streams LEDGER and PLATFORM_IN are created or checked as
-  ``admin`` (services.runtime.provision), so the services, which may not,
+  ``admin`` (services.nats.provision), so the services, which may not,
   find them there.
 * NATS listens on 127.0.0.1 only. Port 0 means "any free port": the server is
   given ``-1`` and reports the port it bound in a ports file, so there is no
@@ -290,7 +290,7 @@ def start_nats(data_dir: Path, port: int = 4222, *, timeout: float = 30.0, sync_
     try:
         server._launch(timeout)
         if provision:
-            from services.runtime.provision import provision_streams_blocking
+            from services.nats.provision import provision_streams_blocking
             provision_streams_blocking(server.url_for("admin"))
     except BaseException:
         server.stop()

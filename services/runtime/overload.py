@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.cluster import NatsCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ class _Replies:
         self.answered = asyncio.Event()
 
     async def start(self) -> _Replies:
-        from services.ingest.natsfast import subscribe_direct
+        from services.nats.fast import subscribe_direct
 
         await subscribe_direct(self.nc, self.inbox + ".*", self._on_reply)
         return self

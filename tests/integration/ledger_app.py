@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.adjudicator import samples as s
+from events import samples as s
 
 REPO = Path(__file__).resolve().parents[2]
 PSN = "PII-110101196001011234"          # looks like what it stands for: it must never show

@@ -20,11 +20,14 @@ from typing import Any
 from events import ledger as ev
 from events.upcast import decode_commit
 from services.adjudicator.group_commit import GroupCommitConfig
-from services.bootstrap import Ledger, RuntimeOptions, bootstrap
-from services.ingest.feed import FeedConfig
+from services.compose.ledger import Ledger
+from services.compose.process import bootstrap
+from services.runtime.options import RuntimeOptions
+from services.nats.feed_config import FeedConfig
 from services.policy.state import Person, apply_commit
 from services.runtime.settings import Settings
-from services.runtime.stream import PERSON_SUBJECT, read_subject
+from events.subjects import PERSON_SUBJECT
+from services.nats.reads import read_subject
 
 SECRET = "integration-test-person-key-secret"
 SEAL_SECRET = "integration-test-seal-secret-0123"
@@ -134,10 +137,10 @@ def worker_env(nats_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 async def start_worker(nats_url: str, data_dir: Path, **extra: str) -> subprocess.Popen:
-    """A real adjudicator process (python -m services.adjudicator.worker); returns once it takes messages."""
+    """A real adjudicator process (python -m services.cli.worker); returns once it takes messages."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / f"worker-{time.monotonic_ns()}.log", "wb")   # a file: a full pipe would stall it
-    proc = subprocess.Popen([sys.executable, "-m", "services.adjudicator.worker"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli.worker"], cwd=REPO,
                             env=worker_env(nats_url, data_dir, **extra), stdout=subprocess.PIPE, stderr=log)
     log.close()
     proc.log_path = Path(log.name)  # type: ignore[attr-defined]

@@ -14,13 +14,16 @@ import httpx
 import nats
 
 from ledger_support import SEAL_SECRET, rpc, settings_for
-from services.adjudicator import samples as s
+from events import samples as s
 from services.api.app import create_app
 from services.api.supervision import read_routers
-from services.bootstrap import Ledger, RuntimeOptions, bootstrap
-from services.cli.run import start_read_side
-from services.ingest.feed import FeedConfig
-from services.runtime.stream import STREAM, ensure_ledger_stream
+from services.compose.ledger import Ledger
+from services.compose.process import bootstrap
+from services.compose.read_side import start_read_side
+from services.runtime.options import RuntimeOptions
+from services.nats.feed_config import FeedConfig
+from events.subjects import STREAM
+from services.nats.streams import ensure_ledger_stream
 
 TOKENS = {"platform": "tok-platform", "supervisor": "tok-supervisor", "admin": "tok-admin"}
 SUPERVISOR = {"Authorization": "Bearer tok-supervisor"}

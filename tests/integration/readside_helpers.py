@@ -16,7 +16,7 @@ from projections.decode import decode_message
 from projections.model import MemoryTables
 from projections.runner import Projector
 from projections.sample import stored_commit
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET = b"read-side-integration-secret-0001"
 SEAL_KEY = b"read-side-integration-seal-key-01"

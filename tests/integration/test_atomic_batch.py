@@ -1,13 +1,13 @@
 """What JetStream atomic batches (nats-io ADR-50) really do on the server the ledger ships (2.15), as
-`natsfast.JetStreamPublisher.publish_batch` sends them: all or nothing, each expectation checked."""
+`services.nats.publisher.JetStreamPublisher.publish_batch` sends them: all or nothing, each expectation checked."""
 from __future__ import annotations
 
 import pytest
 from nats.js.api import StreamConfig
 from nats.js.errors import APIError
 
-from services.ingest.natsfast import JetStreamPublisher
-from services.runtime.stream import WRONG_LAST_SEQUENCE
+from services.nats.publisher import JetStreamPublisher
+from services.nats.streams import WRONG_LAST_SEQUENCE
 
 
 async def test_a_batch_is_stored_whole_or_not_at_all(fresh_admin_nc) -> None:

@@ -12,11 +12,10 @@ import pytest
 
 from events import ledger as ev
 from events.chain import encode_sealed, event_hash
-from services.adjudicator.handler import Handler
-from services.adjudicator.memory_store import MemoryStore
+from services.compose.core import build_handler
+from services.memory.store import MemoryStore
 from services.audit.job import AuditRequest, run_audit
 from services.audit.packs import PackLibrary
-from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
 from projections.verify import verify_person, verify_stream
@@ -49,8 +48,8 @@ async def _decide(packs: PackSet) -> MemoryStore:
     days = itertools.count()
     ids = itertools.count(1)
     start = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
-    handler = Handler(Engine(packs), MemoryStore(), clock=lambda: start + dt.timedelta(days=next(days)),
-                      new_id=lambda: f"t-{next(ids)}")
+    handler = build_handler(packs, MemoryStore(), clock=lambda: start + dt.timedelta(days=next(days)),
+                            new_id=lambda: f"t-{next(ids)}")
     for raw in _msgs():
         await handler.handle(raw)
     return handler.store

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import nats
 
-from services.bootstrap import connect_nats
+from services.nats.connect import connect
 from services.runtime.cluster import NatsCluster, create_ledger_stream
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 def _messages_on(cluster: NatsCluster, name: str) -> int:
@@ -30,7 +30,7 @@ async def test_a_paused_leader_is_replaced_and_catches_up_and_a_restart_keeps_it
         assert cluster.meta_leader() in {"n1", "n2", "n3"}
         info = await create_ledger_stream(cluster)
         assert info.config.num_replicas == 3 and info.config.name == STREAM
-        nc = await connect_nats(cluster.urls)                 # as the ledger connects (pings every 2 s)
+        nc = await connect(cluster.urls)                 # as the ledger connects (pings every 2 s)
         try:
             js = nc.jetstream(timeout=10.0)
             for n in range(5):

@@ -16,10 +16,10 @@ import nats
 
 from events import ledger as ev
 from ledger_support import SECRET, free_port, person_from_stream, shared_paid, sigint, start_ledger_run, wait_ready
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.cluster import NatsCluster
 from services.runtime.secrets import person_key
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 PERSONS = [f"R3-P{i}" for i in range(4)]
 TOKEN = "platform-token-for-r3-tests"

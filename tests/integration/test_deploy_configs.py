@@ -30,8 +30,8 @@ import yaml
 from ledger_support import REPO
 from services.runtime.embedded import find_nats_server
 from services.runtime.nats_users import password_variable
-from services.runtime.provision import read_only
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.provision import read_only
+from services.nats.streams import ensure_ledger_stream
 
 DEPLOY = REPO / "deploy"
 USERS = ("platform", "ledger", "admin", "sys")

@@ -24,12 +24,13 @@ from events.upcast import decode_commit
 from ledger_support import REPO, SEAL_SECRET, SECRET, rpc, running_ledger, settings_for
 from projections.source import last_sequence, read_upto
 from projections.verify import verify_stream
-from services.adjudicator import samples as s
+from events import samples as s
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
 from services.audit.digest import DECODER, check, issue
 from services.runtime.signing import signing_key
-from services.runtime.stream import STREAM, ensure_ledger_stream
+from events.subjects import STREAM
+from services.nats.streams import ensure_ledger_stream
 
 PERSONS = ["DG-1", "DG-2", "DG-3"]
 SEAL_KEY = SEAL_SECRET.encode()
@@ -178,7 +179,7 @@ async def test_ledger_digest_and_verify_digest_on_the_command_line(fresh_nats, f
 async def test_get_digest_over_http(fresh_nats, fresh_nc, tmp_path) -> None:
     keys = await _feed(fresh_nats, tmp_path)
     js = fresh_nc.jetstream()
-    deps = ApiDeps(submit=None, tokens=TOKENS, nc=fresh_nc, js=js, settings=settings_for(tmp_path),  # type: ignore
+    deps = ApiDeps(submit=None, tokens=TOKENS, nc=fresh_nc, js=js, settings=settings_for(tmp_path),
                    seal_key=SEAL_KEY)
     sup = {"Authorization": "Bearer tok-s"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(deps, routers=read_routers())),

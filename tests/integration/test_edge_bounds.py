@@ -19,7 +19,7 @@ from services.runtime.overload import run_overload
 from events import codes
 from ledger_support import (SECRET, Collector, free_port, rejected_events, rpc, sigint, start_ledger_run,
                             wait_ready)
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.cluster import NatsCluster
 
 TOKEN = "platform-token-for-edge-tests"

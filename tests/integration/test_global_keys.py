@@ -7,7 +7,7 @@ from pathlib import Path
 
 from events import ledger as ev
 from ledger_support import SECRET, person_from_stream, rejected_events, rpc, start_worker, stop_process
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.secrets import person_key
 
 

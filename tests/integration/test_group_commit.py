@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from events.results import encode_result
 from ledger_support import Collector, person_from_stream, running_ledger
-from services.adjudicator import samples as s
+from events import samples as s
 from services.adjudicator.group_commit import GroupCommitConfig
 from services.adjudicator.service import peek
 from services.cli.replay import replay_handler
-from services.ingest.feed import FeedConfig
+from services.nats.feed_config import FeedConfig
 from services.policy.pack import PackSet
 from services.runtime.embedded import start_nats
 

@@ -13,7 +13,7 @@ from events import codes
 from events.limits import MAX_MESSAGE_BYTES
 from ledger_support import SEAL_SECRET, Collector, rejected_events, rpc, running_ledger
 from readside_helpers import project_until
-from services.adjudicator import samples as s
+from events import samples as s
 from services.api.app import ApiDeps, create_app
 from services.api.messages import UNREADABLE
 

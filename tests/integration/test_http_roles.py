@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from ledger_app import OTHER_PSN, PSN, LedgerApp, ledger_app  # noqa: F401  (the fixture)
-from services.adjudicator import samples as s
+from events import samples as s
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from ledger_support import Collector, rpc, running_ledger
-from services.adjudicator import samples as s
+from events import samples as s
 from services.api.app import ApiDeps, create_app
 
 TOKENS = {"platform": "tok-platform", "supervisor": "tok-supervisor", "admin": "tok-admin"}

@@ -14,11 +14,11 @@ import httpx
 from events import codes
 from events.results import encode_result
 from ledger_support import (REPO, Clock, Collector, person_from_stream, rejected_events, rpc, running_ledger)
-from services.adjudicator import samples as s
+from events import samples as s
 from services.adjudicator.service import peek
 from services.api.app import ApiDeps, create_app
 from services.cli.replay import replay_handler
-from services.ingest.feed import FeedConfig
+from services.nats.feed_config import FeedConfig
 from services.policy.engine import Engine
 from services.policy.pack import PackSet
 

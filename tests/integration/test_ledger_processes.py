@@ -12,7 +12,7 @@ import httpx
 from events import ledger as ev
 from ledger_support import (SECRET, Collector, free_port, person_from_stream, rpc, shared_paid, sigint,
                             start_ledger_run, start_worker, stop_process, wait_ready)
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.secrets import person_key
 
 CAP = Decimal("60000")

@@ -13,7 +13,7 @@ import nkeys
 import pytest
 
 from ledger_support import ledger_run, sigint
-from services.bootstrap import connect_nats
+from services.nats.connect import connect
 from services.runtime.embedded import EmbeddedProcess, find_nats_server, start_nats
 from services.runtime.settings import load_settings
 
@@ -76,7 +76,7 @@ async def test_an_nkey_seed_file_authenticates_the_services(tmp_path: Path) -> N
         with pytest.raises(nats.errors.Error, match="Authorization Violation"):
             await nats.connect(address, allow_reconnect=False, connect_timeout=2)
         settings = load_settings({"NATS_URL": address, "LEDGER_NATS_NKEY_SEED": str(tmp_path / "ledger.nk")})
-        nc = await connect_nats(settings.nats_url, **settings.nats_auth)
+        nc = await connect(settings.nats_url, **settings.nats_auth)
         sub = await nc.subscribe("nkey.check")
         await nc.publish("nkey.check", b"ok")
         assert (await sub.next_msg(timeout=2)).data == b"ok"

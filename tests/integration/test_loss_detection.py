@@ -20,13 +20,14 @@ from ledger_support import SECRET, Collector, rpc, start_worker, stop_process
 from loss_support import (PLATFORM, POLL, SEAL_KEY, SUPERVISOR, Running, ledger_with_read_side, metric, projected,
                           ready, record_hospital, recreate_stream, settle_person, unavailable, until)
 from projections.service import ReadSide
-from services.adjudicator import samples as s
+from events import samples as s
 from services.integrity.accept import AcceptRefused, accept_loss
 from services.integrity.findings import ALL_CODES
 from services.integrity.restore import restore
 from services.integrity.state import bucket, read_state
 from services.runtime.secrets import person_key
-from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
+from events.subjects import PERSON_SUBJECT, STREAM
+from services.nats.reads import read_subject
 
 HOLD = POLL * 4       # restore's wait for every guard to have seen its hold
 

@@ -22,7 +22,7 @@ import httpx
 
 from ledger_support import REPO
 from loss_support import until
-from services.adjudicator import samples as s
+from events import samples as s
 
 
 def _free_port() -> int:

@@ -8,13 +8,12 @@ import datetime as dt
 
 import msgspec
 
-from services.adjudicator import samples as s
-from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
-from services.ingest.natsfast import JetStreamPublisher
-from services.policy.engine import Engine
+from events import samples as s
+from services.compose.core import build_handler
+from services.nats.store import JetStreamStore
+from services.nats.publisher import JetStreamPublisher
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET, SEAL = b"lost-ack-secret-0123456789abcdef", b"lost-ack-seal-0123456789abcdef01"
 
@@ -40,7 +39,7 @@ async def test_a_stored_commit_whose_ack_was_lost_is_answered_settled(fresh_admi
     await publisher.start()
     store = JetStreamStore(fresh_nc.jetstream(), SECRET, seal_key=SEAL, publisher=publisher)
     await store.start()
-    handler = Handler(Engine(PackSet.from_dir()), store, clock=lambda: dt.datetime(2022, 12, 1, tzinfo=dt.timezone.utc))
+    handler = build_handler(PackSet.from_dir(), store, clock=lambda: dt.datetime(2022, 12, 1, tzinfo=dt.timezone.utc))
     try:
         for message in (s.medins(), s.identity("ACK-1", "dibao"), s.enrolment("ACK-1")):
             await handler.handle(s.dumps(message))

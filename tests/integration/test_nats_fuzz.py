@@ -22,9 +22,9 @@ from events import codes
 from events import ledger as ev
 from fuzz_budget import PHASES, Budget
 from ledger_support import Collector, rpc, running_ledger
-from services.adjudicator import samples as s
+from events import samples as s
 from services.runtime.embedded import start_nats
-from services.runtime.stream import last_subject_sequence, read_subject
+from services.nats.reads import last_subject_sequence, read_subject
 
 EXAMPLES = int(os.environ.get("LEDGER_FUZZ_NATS_EXAMPLES", "60"))
 _BUDGET = Budget(float(os.environ.get("LEDGER_FUZZ_NATS_SECONDS", "inf")))   # make test: bounded by EXAMPLES

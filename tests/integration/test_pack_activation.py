@@ -2,9 +2,9 @@
 import asyncio
 import datetime as dt
 
-from services.adjudicator.pack_activation import activate_packs, activated
+from services.nats.pack_activation import activate_packs, activated
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 NOW = dt.datetime(2022, 1, 1, tzinfo=dt.timezone.utc)
 SEAL_KEY = b"pack-activation-seal-key-0123"

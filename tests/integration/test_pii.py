@@ -12,10 +12,10 @@ import re
 
 from ledger_support import SEAL_SECRET, Collector, running_ledger
 from readside_helpers import project_until
-from services.adjudicator import samples as s
+from events import samples as s
 from services.adjudicator.service import peek
 from services.audit.job import AuditRequest, start_audit
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 # (table, column) that hold a psn_no by design; each is explained in docs/adr/0015-pii.md.
 HOLDS_PSN_NO = {

@@ -12,12 +12,11 @@ import pytest
 import httpx
 
 from projections.runner import Projector
-from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
+from services.compose.core import build_handler
+from services.nats.store import JetStreamStore
 from services.api.app import ApiDeps, create_app
 from services.api.supervision import read_routers
 from services.audit import job
-from services.policy.engine import Engine
 from services.policy.pack import DEFAULT_PACK_DIR, PackSet
 from services.runtime.secrets import person_key
 from readside_helpers import SEAL_KEY, SECRET, checkpoints
@@ -58,7 +57,7 @@ async def decided(env, tmp_path):
     """FEED decided by the real Handler into JetStream and projected: the ApiDeps a read app is built on."""
     store = JetStreamStore(env.js, SECRET, seal_key=SEAL_KEY)
     await store.start()
-    handler = Handler(Engine(PackSet.from_dir()), store)
+    handler = build_handler(PackSet.from_dir(), store)
     for raw in FEED:
         await handler.handle(raw, source="test")
     last = (await env.js.stream_info("LEDGER")).state.last_seq
@@ -73,7 +72,7 @@ async def decided(env, tmp_path):
     yield ApiDeps(submit=lambda raw, source, transport: handler.handle(raw, source),
                   dead_letter=lambda raw, source, code, why, transport: handler.dead_letter(raw, source, code, why),
                   tokens=TOKENS, nc=env.nc, js=env.js, db=env.pool, person_key=lambda psn: person_key(SECRET, psn),
-                  seal_key=SEAL_KEY, extras={"projection_lag_ttl": 0, "pack_archive": archive})
+                  seal_key=SEAL_KEY, projection_lag_ttl=0, pack_archive=archive)
     stop.set()
     await projector
     await store.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import nats
 
 from ledger_support import REPO, ledger_run, sigint
-from services.adjudicator import samples as s
+from events import samples as s
 
 README = REPO / "README.md"
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from services.adjudicator.handler import Handler
-from services.adjudicator.jetstream_store import JetStreamStore
-from services.policy.engine import Engine
+from services.compose.core import build_handler
+from services.nats.store import JetStreamStore
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET = b"reference-follow-secret-0123"
 SEAL_KEY = b"reference-follow-seal-key-0123"
@@ -36,8 +35,8 @@ async def test_a_hospital_recorded_by_one_process_reaches_another_by_cue_and_by_
     follower = JetStreamStore(js, SECRET, seal_key=SEAL_KEY, ref_poll_every=0.3)
     await writer.start()
     await follower.start()
-    handler = Handler(Engine(PackSet.from_dir()), writer,
-                      clock=lambda: dt.datetime(2022, 3, 1, tzinfo=dt.timezone.utc))
+    handler = build_handler(PackSet.from_dir(), writer,
+                            clock=lambda: dt.datetime(2022, 3, 1, tzinfo=dt.timezone.utc))
     try:
         await handler.handle(_medins("H-CUE"))
         cued = await _until(lambda: "H-CUE" in follower.ref.reference.hospitals)

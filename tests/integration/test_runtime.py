@@ -16,20 +16,15 @@ import pytest
 from nats.js.api import StorageType
 from nats.js.errors import BadRequestError
 
-from services.bootstrap import bootstrap
+from services.compose.process import bootstrap
 from services.runtime.embedded import EmbeddedProcess, embedded_servers, start_nats
-from services.runtime.provision import StreamSetupNeeded, read_only
+from services.nats.provision import read_only, StreamSetupNeeded
 from services.runtime.secrets import person_key, person_key_secret, role_tokens
 from services.runtime.settings import Settings, load_settings
-from services.runtime.stream import (
-    EXPECTED_LAST_SUBJECT_SEQ,
-    PERSON_SUBJECT,
-    STREAM,
-    WRONG_LAST_SEQUENCE,
-    ensure_ledger_stream,
-    last_subject_sequence,
-    read_subject,
-)
+from events.subjects import PERSON_SUBJECT, STREAM
+from services.nats.fast import EXPECTED_LAST_SUBJECT_SEQ
+from services.nats.reads import last_subject_sequence, read_subject
+from services.nats.streams import WRONG_LAST_SEQUENCE, ensure_ledger_stream
 
 
 def _mode(path: Path) -> int:

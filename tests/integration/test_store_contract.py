@@ -13,14 +13,14 @@ import nats
 import pytest
 
 from events.messages import DECODER
-from services.adjudicator import samples as s
-from services.adjudicator.jetstream_store import JetStreamStore
-from services.adjudicator.memory_store import MemoryStore
+from events import samples as s
+from services.nats.store import JetStreamStore
+from services.memory.store import MemoryStore
 from services.adjudicator.store import Conflict
 from services.policy.decision import Context, Decision
 from services.policy.engine import Engine
 from services.policy.pack import PackSet
-from services.runtime.stream import ensure_ledger_stream
+from services.nats.streams import ensure_ledger_stream
 
 SECRET = b"store-contract-secret-0123456789"
 ENGINE = Engine(PackSet.from_dir())

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from ledger_support import free_port, sigint, start_ledger_run, wait_ready
-from services.adjudicator import samples as s
+from events import samples as s
 
 PSN = "SUP-P"
 REQUEST_TIMEOUT = 8.0          # the caller's: above LEDGER_PUBLISH_TIMEOUT (5 s), so a hang would show

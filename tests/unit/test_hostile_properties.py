@@ -15,7 +15,7 @@ from events.messages import MSG_TYPES, Inbound
 from events.results import RESULT_DECODER, encode_result
 from events.validation import Invalid, decode, read_keys
 from harness import Ledger, run_to_end
-from services.adjudicator import samples
+from events import samples
 from services.adjudicator.service import peek
 from services.cli.replay import message_lines, run
 

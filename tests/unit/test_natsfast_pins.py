@@ -1,4 +1,4 @@
-"""Pins the nats-py internals that services/ingest/natsfast.py relies on, so an upgrade fails here, loudly.
+"""Pins the nats-py internals that services/nats/ (fast.py, publisher.py) relies on, so an upgrade fails here, loudly.
 
 Each test exercises the internal on a real (unconnected) `nats.aio.client.Client`,
 not a stand-in: if nats-py renames or reorders one of them, natsfast would
@@ -16,8 +16,8 @@ from nats.aio.subscription import Subscription
 from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
 from nats.protocol import command as proto
 
-from services.ingest import natsfast
-from services.ingest.natsfast import _Router, command, headers_bytes, send
+from services.nats.publisher import NotConnected
+from services.nats.fast import _Router, command, headers_bytes, send
 
 CHECKED_VERSIONS = ("2.16.0",)     # natsfast was read against these; add a version only after these pass on it
 
@@ -81,4 +81,4 @@ async def test_send_keeps_publish_limits() -> None:
     nc._status = Client.CLOSED
     with pytest.raises(ConnectionClosedError):
         await send(nc, "s", b"x")
-    assert natsfast.NotConnected.__mro__[1].__name__ == "ConnectionReconnectingError"
+    assert NotConnected.__mro__[1].__name__ == "ConnectionReconnectingError"

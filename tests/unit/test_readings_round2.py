@@ -6,8 +6,7 @@ import re
 from builders import (QINGHAI, cancel, enrolment, grant, identity, medins, qinghai_medins, raw, stay)
 from events import codes
 from harness import D, Ledger, balanced, line, with_income
-from services.adjudicator.handler import Handler
-from services.policy.engine import Engine
+from services.compose.core import build_handler
 
 TWO_DECIMALS = re.compile(r"^-?\d+\.\d\d$")
 
@@ -116,7 +115,7 @@ def test_missing_parameter_is_never_a_silent_zero_and_a_re_drive_pays(ledger):
     assert "prev_year_income" in r["reason"]["message"] and "2023" in r["reason"]["message"]
     dead = ledger.store.commits[-1][1].events[0]
     assert (dead.code, dead.raw) == (codes.MISSING_PARAMETER, raw(bad))
-    extended = Handler(Engine(with_income(2023, "27000")), ledger.store, clock=ledger.handler.clock)
+    extended = build_handler(with_income(2023, "27000"), ledger.store, clock=ledger.handler.clock)
     again = Ledger.__new__(Ledger)
     again.handler, again.store = extended, ledger.store
     paid = again.one(bad)

@@ -8,7 +8,7 @@ acknowledged, with the last sequence (the others hold the sequences just before 
 
 Any refusal (10071: a stale person or a taken key; a batch error) raises and nothing is stored: the
 caller decides the members again one by one. An ack that does not come in time is settled by the
-stream, as `JetStreamStore._published` does for one commit: the batch's last commit found on its
+stream, as `Appending._published` (services/nats/appending.py) does for one commit: the batch's last commit found on its
 subject means all of it was stored (it is atomic), and it is answered as decided; otherwise the
 timeout is raised and the members are decided again one by one, which read the stream first — a
 batch stored after all is then a ``duplicate``, never a second payment.
@@ -24,11 +24,13 @@ from nats.js.errors import APIError
 
 from events import ledger as ev
 from events.chain import encode_sealed, seal_stored
-from services.adjudicator.jetstream_store import _commit_id, _Entry
+from events.upcast import commit_id
 from services.adjudicator.store import Conflict
+from services.nats.person_cache import CachedPerson
+from services.nats.reads import read_subject
+from services.nats.streams import WRONG_LAST_SEQUENCE
 from services.policy.decision import Decision
 from services.policy.state import Person, apply_commit
-from services.runtime.stream import WRONG_LAST_SEQUENCE, read_subject
 
 log = structlog.get_logger(component="ledger.store")
 
@@ -54,9 +56,9 @@ async def append_batch(store: Any, pairs: list[tuple[Decision, Person]]) -> None
         holder = subject.rsplit(".", 1)[1]
         taking = []
         for key in decision.claims:
-            key_subject = store.key_subject(key)
-            if store._key_holders.get(key_subject) != holder:
-                claims.append((*store._claim(key, holder, events[0]), 0))
+            if store.keys.held_by(key) != holder:
+                key_subject, claim = store.keys.claim(key, holder, events[0])
+                claims.append((key_subject, claim, 0))
                 taking.append(key_subject)
         commits.append((subject, encode_sealed(store._seal_key, subject, commit, stored), expected))
         staged.append((person, commit, expected, subject, taking))
@@ -79,14 +81,14 @@ async def append_batch(store: Any, pairs: list[tuple[Decision, Person]]) -> None
     for person, commit, expected, subject, taking in staged:
         seq += 1
         for key_subject in taking:
-            store._remember_key(key_subject, subject.rsplit(".", 1)[1])
+            store.keys.remember(key_subject, subject.rsplit(".", 1)[1])
         if person.version != expected:
             store.forget(person.psn_no)
             continue
         apply_commit(person, commit, seq)
         entry = store._cache.get(person.psn_no)
         if entry is None or (entry.person is not person and entry.person.version < seq):
-            store._put(person.psn_no, _Entry(person, subject))
+            store._cache.put(person.psn_no, CachedPerson(person, subject))
 
 
 async def _published_batch(store: Any, messages: list[tuple[str, bytes, int]], last_commit_id: str) -> int:
@@ -96,7 +98,7 @@ async def _published_batch(store: Any, messages: list[tuple[str, bytes, int]], l
     except asyncio.TimeoutError:
         subject, _, expected = messages[-1]
         msgs = await read_subject(store.js, subject, stream=store.stream, after_seq=expected, timeout=store.timeout)
-        if msgs and _commit_id(msgs[0].data) == last_commit_id:
+        if msgs and commit_id(msgs[0].data) == last_commit_id:
             log.info("batch_ack_lost_stored", messages=len(messages), seq=msgs[0].seq)
             return msgs[0].seq
         raise

@@ -1,7 +1,7 @@
 """Messages too big for NATS become dead letters (``message_too_large``), not a dropped connection.
 
 Why: the server closes a client that sends more than its ``max_payload``, with
-every request of that connection in flight. `natsfast.send` refuses such a
+every request of that connection in flight. `services.nats.fast.send` refuses such a
 publish (``MaxPayloadError``) before a byte is written; this turns that refusal
 into a result. Two ways in:
 

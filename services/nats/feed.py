@@ -32,92 +32,22 @@ reconnect) resets the outstanding count and pulls again.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from nats.js.api import AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
 from events import codes
 from services.adjudicator.service import Adjudicator, redact
 from services.adjudicator.store import LedgerHeld
-from services.ingest.natsfast import (PullCredit, delivery_count, drain_then_wait, send, stream_sequence,
-                                      subscribe_direct)
-from services.ingest.outbound import ResultPublisher, not_decided_now
-from services.ingest.oversize import decide
-from services.runtime.provision import read_only
+from services.nats.fast import delivery_count, drain_then_wait, send, stream_sequence, subscribe_direct
+from services.nats.feed_config import FeedConfig
+from services.nats.oversize import decide
+from services.nats.provision import read_only
+from services.nats.pull import PullCredit
+from services.nats.results import ResultPublisher, not_decided_now
+from services.nats.streams import ensure_inbound
 
 log = structlog.get_logger(component="ledger.feed")
-
-INBOUND_STREAM = "PLATFORM_IN"
-INBOUND_SUBJECTS = ("platform.in.>",)
-DURABLE = "adjudicator"
-
-
-@dataclass(frozen=True)
-class FeedConfig:
-    stream: str = INBOUND_STREAM
-    subjects: tuple[str, ...] = INBOUND_SUBJECTS
-    durable: str = DURABLE
-    ack_wait: float = 30.0          # seconds before an unacked message is delivered again
-    max_deliver: int = 5            # tries before a crashing message is dead-lettered
-    max_ack_pending: int = 20_000   # across all replicas
-    max_inflight: int = 1024        # per process: delivered or requested, not yet finished
-    batch: int = 256                # messages per pull request
-    expires: float = 30.0           # pull request lifetime
-    heartbeat: float = 5.0          # idle heartbeat of a pull request
-    nak_delay: float = 1.0          # first retry delay; doubles per try, at most 30 s
-    hold_retry: float = 2.0         # while the ledger is held: seconds between tries (kept in progress)
-    replicas: int = 1
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> FeedConfig:
-        def num(name: str, default: float, kind: type = float) -> Any:
-            raw = (env.get(name) or "").strip()
-            if not raw:
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {raw!r}")
-            return value
-        return cls(ack_wait=num("LEDGER_FEED_ACK_WAIT", cls.ack_wait),
-                   max_deliver=num("LEDGER_FEED_MAX_DELIVER", cls.max_deliver, int),
-                   max_inflight=num("LEDGER_FEED_MAX_INFLIGHT", cls.max_inflight, int),
-                   nak_delay=num("LEDGER_FEED_NAK_DELAY", cls.nak_delay),
-                   replicas=num("LEDGER_FEED_REPLICAS", cls.replicas, int))
-
-
-async def ensure_inbound_stream(js: Any, config: FeedConfig = FeedConfig()) -> None:
-    """Create (or check) the inbound work-queue stream (creating needs NATS admin rights)."""
-    try:
-        info = await js.stream_info(config.stream)
-    except NotFoundError:
-        await js.add_stream(StreamConfig(
-            name=config.stream, subjects=list(config.subjects), retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE, discard=DiscardPolicy.OLD, num_replicas=config.replicas,
-            duplicate_window=120.0))
-    else:
-        if info.config.retention != RetentionPolicy.WORK_QUEUE:
-            raise RuntimeError(f"stream {config.stream} exists with {info.config.retention} retention; "
-                               "the inbound feed needs a work queue")
-
-
-async def ensure_inbound(js: Any, config: FeedConfig = FeedConfig()) -> None:
-    """Check the inbound stream and create-or-update the durable pull consumer."""
-    await ensure_inbound_stream(js, config)
-    await js.add_consumer(config.stream, ConsumerConfig(
-        name=config.durable, durable_name=config.durable, ack_policy=AckPolicy.EXPLICIT,
-        # No limit at the server: a message NATS could not store now is tried as long as it takes; the
-        # poison threshold (`max_deliver`) is the feed's, counted only while deciding it crashes.
-        ack_wait=config.ack_wait, max_deliver=-1, max_ack_pending=config.max_ack_pending,
-        filter_subjects=list(config.subjects) if len(config.subjects) > 1 else None,
-        filter_subject=config.subjects[0] if len(config.subjects) == 1 else None))
 
 
 class FeedConsumer:
@@ -161,7 +91,7 @@ class FeedConsumer:
             await self._credit.request(self.nc, self._pull_subject, self._inbox, n, c.expires, c.heartbeat)
 
     def _on_msg(self, msg: Any) -> None:
-        """Runs in the client's read loop for every delivery (natsfast): account, then hand to a task."""
+        """Runs in the client's read loop for every delivery (services/nats/fast.py): account, then hand to a task."""
         headers = msg.headers
         if headers and "Status" in headers:
             error = self._credit.status(headers)

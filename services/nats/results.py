@@ -20,9 +20,9 @@ from typing import Any
 import msgspec
 
 from events.results import RESULT_TYPE_FOR, Outbound, encode_result, result_tag
-from services.ingest.natsfast import headers_bytes, send
+from events.subjects import OUT_PREFIX
+from services.nats.fast import headers_bytes, send
 
-OUT_PREFIX = "ledger.out."
 _MSG_TYPE_OF = {cls.__struct_config__.tag: msg_type for msg_type, cls in RESULT_TYPE_FOR.items()}  # type: ignore[attr-defined]
 _SUBJECTS = {tag: f"{OUT_PREFIX}{msg_type}_result" for tag, msg_type in _MSG_TYPE_OF.items()}
 _SUBJECTS["settlement_adjustment"] = f"{OUT_PREFIX}settlement_adjustment"
@@ -47,7 +47,7 @@ def not_decided_now() -> tuple[type[BaseException], ...]:
     from nats import errors as nats_errors
     from nats.js import errors as js_errors
 
-    from services.ingest.natsfast import NotConnected
+    from services.nats.publisher import NotConnected
     return (asyncio.TimeoutError, NotConnected, nats_errors.ConnectionClosedError, nats_errors.TimeoutError,
             nats_errors.NoRespondersError, nats_errors.OutboundBufferLimitError, js_errors.ServiceUnavailableError,
             js_errors.NoStreamResponseError, OSError)

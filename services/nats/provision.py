@@ -59,14 +59,12 @@ def read_only(js: Any) -> Any:
 async def provision_streams(admin_url: str, *, replicas: int | None = None, feed: Any = None) -> None:
     """Create streams LEDGER and PLATFORM_IN and the LEDGER_INTEGRITY bucket, or bring them to the
     required settings (admin rights)."""
-    import nats
-
-    from services.ingest.feed import FeedConfig, ensure_inbound_stream
     from services.integrity.state import bucket
-    from services.runtime.stream import ensure_ledger_stream
+    from services.nats.connect import connect_command
+    from services.nats.feed_config import FeedConfig
+    from services.nats.streams import ensure_inbound_stream, ensure_ledger_stream
 
-    servers = [u.strip() for u in admin_url.split(",")]     # a cluster: one URL per node, as NATS_URL
-    nc = await nats.connect(servers, connect_timeout=5, max_reconnect_attempts=3, name="claims-ledger-setup")
+    nc = await connect_command(admin_url, "claims-ledger-setup", connect_timeout=5)   # a cluster: URLs as NATS_URL
     try:
         js = nc.jetstream()
         await ensure_ledger_stream(js, replicas=replicas)

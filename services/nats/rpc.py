@@ -7,7 +7,7 @@ adjustments whole, integration.md §2). A request that could not be decided gets
 ``unavailable`` error body with header ``Ledger-Error`` (nothing was stored;
 sending it again is safe — a decided key answers ``duplicate``).
 
-Bounded (natsfast takes requests straight from the client's read loop, past
+Bounded (services/nats/fast.py takes requests straight from the client's read loop, past
 nats-py's pending limits): at most ``max_inflight`` requests are being decided
 or answered; one more is answered ``unavailable`` ("overloaded") at once
 instead of becoming a task, through a queue of at most ``max_shed`` replies
@@ -24,22 +24,21 @@ from typing import Any
 import structlog
 
 from events.results import encode_result
+from events.subjects import RPC_QUEUE, RPC_SUBJECT
 from services.adjudicator.service import Adjudicator, redact
-from services.ingest.natsfast import drain_then_wait, headers_bytes, send, subscribe_direct
-from services.ingest.outbound import ERROR_HEADER, ResultPublisher, unavailable
-from services.ingest.oversize import decide
+from services.nats.fast import drain_then_wait, headers_bytes, send, subscribe_direct
+from services.nats.oversize import decide
+from services.nats.results import ERROR_HEADER, ResultPublisher, unavailable
 
 log = structlog.get_logger(component="ledger.rpc")
 
-RPC_SUBJECT = "ledger.rpc.*"
-QUEUE_GROUP = "ledger-adjudicator"
 _UNAVAILABLE_HEADERS = headers_bytes({ERROR_HEADER: "unavailable"})
 
 
 class RpcServer:
     def __init__(self, nc: Any, adjudicator: Adjudicator, publisher: ResultPublisher, *,
                  max_inflight: int = 1024, max_shed: int = 8192, subject: str = RPC_SUBJECT,
-                 queue: str = QUEUE_GROUP, metrics: Any = None, group_commit: Any = None):
+                 queue: str = RPC_QUEUE, metrics: Any = None, group_commit: Any = None):
         self.nc = nc
         self.adjudicator = adjudicator
         self.publisher = publisher
@@ -64,7 +63,7 @@ class RpcServer:
         if self.metrics is not None:
             self.metrics.rpc_inflight.set_function(lambda: self.inflight)
         self._shedder = asyncio.create_task(self._send_shed())
-        # Each request is dispatched from the client's read loop straight into a task (natsfast).
+        # Each request is dispatched from the client's read loop straight into a task (services/nats/fast.py).
         self._sub = await subscribe_direct(self.nc, self.subject, self._on_msg, queue=self.queue)
 
     def _on_msg(self, msg: Any) -> None:

@@ -15,11 +15,12 @@ from nats.js.errors import APIError
 
 from events import ledger as ev
 from events.chain import encode_sealed, seal_stored
-from services.policy.pack import Pack, PackSet
-from services.runtime.stream import EXPECTED_LAST_SUBJECT_SEQ, REF_SUBJECT, WRONG_LAST_SEQUENCE, read_subject
+from events.subjects import PACK_SUBJECT as SUBJECT
 from events.upcast import decode_commit
-
-SUBJECT = REF_SUBJECT.format("pack")
+from services.nats.fast import EXPECTED_LAST_SUBJECT_SEQ
+from services.nats.reads import read_subject
+from services.nats.streams import WRONG_LAST_SEQUENCE
+from services.policy.pack import Pack, PackSet
 
 
 async def activated(js: Any) -> tuple[set[tuple[str, str, str]], int]:

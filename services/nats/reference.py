@@ -24,7 +24,8 @@ from events.chain import Unsealed, read_sealed
 from events.upcast import decode_commit
 from services.integrity.findings import FORGED_MESSAGE, Finding
 from services.policy.engine import Reference
-from services.runtime.stream import REF_SUBJECT, STREAM, read_subject
+from events.subjects import REF_SUBJECT, STREAM
+from services.nats.reads import read_subject
 
 log = structlog.get_logger(component="ledger.reference")
 
