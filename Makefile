@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install run test test-unit test-integration fuzz bench replay-examples clean browser
+.PHONY: install run test test-unit test-integration fuzz bench chaos soak replay-examples clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,17 @@ fuzz: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every fault of issue 10 on real processes (benchmarks/chaos/, ADR 0014): <= 15 min on 2 cores,
+# a table on the terminal, benchmarks/results/chaos.json. CHAOS_ARGS=--quick for a smoke run.
+chaos: $(STAMP)
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
+
+# The soak of issue 10.6 (benchmarks/soak.py, ADR 0014): settlements through one `ledger run` for at most
+# SOAK_SECONDS (default 1200) or SOAK_SETTLEMENTS (default 1,000,000), RSS and ledger_gc_frozen_objects sampled
+# each second; benchmarks/results/soak.json. SOAK_GC_YOUNG sets LEDGER_GC_YOUNG (ADR 0014).
+soak: $(STAMP)
+	timeout --signal=INT --kill-after=60 $$(( $${SOAK_SECONDS:-1200} + 300 )) $(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 replay-examples: $(STAMP)
 	$(BIN)/ledger replay examples/linfen-2022.jsonl

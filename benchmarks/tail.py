@@ -19,7 +19,11 @@ Buckets = dict[tuple[str, ...], dict[float, float]]     # labels (without le) â†
 def scrape(port: int) -> dict[str, Buckets]:
     """Every histogram's cumulative buckets, by metric name and labels."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as reply:
-        text = reply.read().decode()
+        return histograms(reply.read().decode())
+
+
+def histograms(text: str) -> dict[str, Buckets]:
+    """Every histogram's cumulative buckets in a Prometheus text exposition."""
     out: dict[str, Buckets] = defaultdict(lambda: defaultdict(dict))
     for family in text_string_to_metric_families(text):
         if family.type != "histogram":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import nats.errors
 import structlog
 
 from events.chain import Unsealed, seal_key_id
@@ -131,8 +132,10 @@ class Projector:
                     log.error("projector %s: not folding: %s", self.owner, loss)
                 self.held = loss
                 await _sleep(stop, min(backoff, 2.0))
+            # NATS errors too: "JetStream system temporarily unavailable" (503) while an R3 cluster elects
+            # a leader ended `ledger project` for good (make chaos, R3 stream leader paused).
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, LookupError, StreamGap,
-                    ReadFailed) as exc:
+                    ReadFailed, nats.errors.Error) as exc:
                 log.error("projector %s: %s; retrying in %.1fs", self.owner, exc, backoff)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -22,9 +22,12 @@ READY_LAG = 10_000      # /ready fails while a projection is further behind than
 
 
 class ReadSide:
+    """``project=False``: migrate, check and report, but leave projecting to `ledger project` processes."""
+
     def __init__(self, dsn: str, js: Any, seal_key: bytes, *, metrics: Any = None, replicas: int | None = None,
-                 **monitor: Any):
+                 project: bool = True, **monitor: Any):
         self.dsn, self.js, self.seal_key, self.metrics, self.replicas = dsn, js, seal_key, metrics, replicas
+        self.project = project
         self.monitor_options = monitor            # IntegrityMonitor's every / page / page_every
         self.pool: Any = None
         self.projector: Projector | None = None
@@ -38,8 +41,9 @@ class ReadSide:
         self.monitor = IntegrityMonitor(self.pool, self.js, self.seal_key, metrics=self.metrics,
                                         replicas=self.replicas, **self.monitor_options)
         await self.monitor.tick()
-        self._tasks = [asyncio.create_task(self.projector.run(self._stop), name="projector"),
-                       asyncio.create_task(self.monitor.run(self._stop), name="integrity-monitor")]
+        self._tasks = [asyncio.create_task(self.monitor.run(self._stop), name="integrity-monitor")]
+        if self.project:
+            self._tasks.append(asyncio.create_task(self.projector.run(self._stop), name="projector"))
         return self
 
     async def lag_check(self) -> tuple[str, bool, str]:

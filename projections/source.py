@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from events.subjects import STREAM
 from services.nats.fast import stream_sequence, subscribe_direct
@@ -55,23 +56,34 @@ async def read_upto(js: Any, last: int, *, stream: str = STREAM, timeout: float 
     """Batches of every message from sequence 1 to `last`, in order: the one whole-stream pass that
     `ledger verify` and the digests share. Sequences the stream no longer holds are passed over (`held`,
     the stream's message count, says when all it holds has come). A stream that stops delivering before
-    then raises TimeoutError."""
+    then raises TimeoutError. A read the server ends (a 503 while an R3 cluster moves a leader, or for a
+    consumer not yet running) is taken up again after the last message read, `RESUMES` times at most."""
     if last <= 0:
         return
-    read = 0
-    async with StreamReader(js, 1, stream=stream, allow_gaps=True) as reader:
-        seq = 0
-        while seq < last and (held is None or read < held):
-            batch = await reader.batch(timeout=timeout)
-            if not batch:
-                raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
-            seq = batch[-1].seq
-            kept = batch if seq <= last else [raw for raw in batch if raw.seq <= last]
-            read += len(kept)
-            if kept:
-                yield kept
-            if progress is not None:
-                progress(min(seq, last), last)
+    read = seq = failures = 0
+    while seq < last and (held is None or read < held):
+        try:
+            async with StreamReader(js, seq + 1, stream=stream, allow_gaps=True) as reader:
+                while seq < last and (held is None or read < held):
+                    batch = await reader.batch(timeout=timeout)
+                    if not batch:
+                        raise TimeoutError(f"stream {stream} stopped delivering at sequence {seq} of {last}")
+                    failures = 0
+                    seq = batch[-1].seq
+                    kept = batch if seq <= last else [raw for raw in batch if raw.seq <= last]
+                    read += len(kept)
+                    if kept:
+                        yield kept
+                    if progress is not None:
+                        progress(min(seq, last), last)
+        except (ReadFailed, ServiceUnavailableError):
+            failures += 1
+            if failures > RESUMES:
+                raise
+            await asyncio.sleep(0.5 * failures)
+
+
+RESUMES = 5          # read_upto: reads the server ended, taken up again in a row
 
 
 class StreamReader:

@@ -10,6 +10,7 @@ in one process do not collide; `GET /metrics` renders it.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -79,6 +80,11 @@ class Metrics:
                                   "(at most LEDGER_RPC_MAX_INFLIGHT)", registry=r)
         self.rpc_shed = Counter("ledger_rpc_shed_total", "Requests refused as overloaded (answered unavailable, "
                                 "or dropped past the shed queue)", registry=r)
+        # What gc.freeze() (services/compose/ledger.py settle_gc) moved out of the collector's reach for good: a count that
+        # keeps rising under a steady load is garbage frozen in reference cycles (benchmarks/soak.py).
+        self.gc_frozen = Gauge("ledger_gc_frozen_objects", "Objects in the permanent generation (gc.freeze)",
+                               registry=r)
+        self.gc_frozen.set_function(gc.get_freeze_count)
         # Where a slow answer's time went (issue 14: the tail at 500 requests/s): services/pauses.py
         self.gc_pause_seconds = Histogram("ledger_gc_pause_seconds", "Cyclic garbage collections, by generation",
                                           ["generation"], buckets=_PAUSE_BUCKETS, registry=r)

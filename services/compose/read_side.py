@@ -15,7 +15,8 @@ async def start_read_side(ledger: Ledger, database_url: str, tokens: Mapping[str
     the monitor in the background. ``monitor``: IntegrityMonitor's every / page / page_every."""
     from projections.service import ReadSide
     read_side = await ReadSide(database_url, ledger.js, ledger.seal_key, metrics=ledger.metrics,
-                               replicas=ledger.settings.stream_replicas, **monitor).start()
+                               replicas=ledger.settings.stream_replicas, project=ledger.options.projector,
+                               **monitor).start()
     if ledger.guard is not None:
         await ledger.guard.refresh()
     return read_side, api_deps(ledger, tokens, read_side)

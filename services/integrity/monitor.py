@@ -5,7 +5,9 @@ stream-level check (services/integrity/findings.py `check_stream`, and the forge
 projector recorded); every `page_every` seconds one page of `page` projected persons, whose chain
 head in `ledger_event` is compared with the last commit on their subject (direct gets): a 20,000-
 person ledger is swept in 20,000 / page × page_every seconds, over and over. The person sweep rests
-while a stream-level finding stands (every person would be one).
+while a stream-level finding stands (every person would be one). A person found short or different
+is read again from the stream leader before it is a finding: on an R3 stream a direct get may be
+answered by a follower that is still catching up (after a restart), whose subject only looks shorter.
 
 What it finds it says everywhere at once: `/ready` (`ready_check`), the `ledger_stream_loss` gauge,
 an alarm log line (`stream_loss_detected`, level critical) when a finding appears, and the sealed
@@ -24,7 +26,7 @@ from services.integrity.baseline import (checkpoints_of, chain_breaks, forged_fi
                                          raise_high_water, remembered)
 from services.integrity.findings import (FORGED_MESSAGE, INTEGRITY_STATE_UNSEALED, SEAL_KEY_MISMATCH, Baseline,
                                          Finding, StreamSeen, check_person, check_stream, summary)
-from services.integrity.observe import holds_at, see_stream, see_subjects
+from services.integrity.observe import holds_at, see_stream, see_subject, see_subjects
 from services.integrity.state import IntegrityState, Unsealed, bucket, write_state
 from events.subjects import STREAM
 
@@ -95,6 +97,9 @@ class IntegrityMonitor:
         for head, seen in zip(heads, await see_subjects(self.js, self.seal_key, heads, stream=self.stream)):
             key, subject, seq, hash_ = head
             finding = check_person(key, subject, seq, hash_, seen)
+            if finding is not None:     # a direct get may come from a replica behind the leader: ask the leader
+                seen = await see_subject(self.js, self.seal_key, subject, seq, self.stream, direct=False)
+                finding = check_person(key, subject, seq, hash_, seen)
             if finding is None:
                 self.persons.pop(key, None)
             else:

@@ -37,10 +37,13 @@ def _head(seal_key: bytes, subject: str, data: bytes) -> tuple[str | None, str |
 
 
 async def see_subject(js: Any, seal_key: bytes, subject: str, projected_seq: int,
-                      stream: str = STREAM) -> SubjectSeen:
-    """The subject's last message, and — when it is later than `projected_seq` — the one at that sequence."""
+                      stream: str = STREAM, direct: bool = True) -> SubjectSeen:
+    """The subject's last message, and — when it is later than `projected_seq` — the one at that sequence.
+
+    ``direct``: a direct get, which any replica of an R3 stream answers, a follower still catching up
+    included (``allow_direct``); ``False`` asks the stream leader (`$JS.API.STREAM.MSG.GET`)."""
     try:
-        last = await js.get_last_msg(stream, subject, direct=True)
+        last = await js.get_last_msg(stream, subject, direct=direct)
     except NotFoundError:
         return SubjectSeen()
     head, unsealed = _head(seal_key, subject, last.data or b"")
@@ -48,7 +51,7 @@ async def see_subject(js: Any, seal_key: bytes, subject: str, projected_seq: int
     if seen.last_seq <= projected_seq or unsealed is not None:
         return seen
     try:
-        at = await js.get_msg(stream, seq=projected_seq, direct=True)
+        at = await js.get_msg(stream, seq=projected_seq, direct=direct)
     except NotFoundError:
         return seen
     if at.subject != subject:

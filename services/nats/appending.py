@@ -117,6 +117,8 @@ class Appending:
             # nothing to their subject, so the guard cannot catch stale state: check it here.
             subject = self.subject_of(person.psn_no)
             last = await last_subject_sequence(self.js, subject, stream=self.stream)
+            if last < person.version:     # a direct get may come from a follower behind the leader: ask it
+                last = await last_subject_sequence(self.js, subject, stream=self.stream, direct=False)
             if last != person.version:
                 self.forget(person.psn_no)
                 if last < person.version:

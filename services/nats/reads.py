@@ -17,10 +17,11 @@ from events.subjects import PERSON_SUBJECT, STREAM
 __all__ = ["StoredMsg", "last_subject_sequence", "person_subjects", "read_subject"]
 
 
-async def last_subject_sequence(js: Any, subject: str, *, stream: str = STREAM) -> int:
-    """Stream sequence of the last message on ``subject``, 0 if it has none (direct get)."""
+async def last_subject_sequence(js: Any, subject: str, *, stream: str = STREAM, direct: bool = True) -> int:
+    """Stream sequence of the last message on ``subject``, 0 if it has none. A direct get by default,
+    which any replica answers (a follower behind the leader too); ``direct=False`` asks the leader."""
     try:
-        msg = await js.get_last_msg(stream, subject, direct=True)
+        msg = await js.get_last_msg(stream, subject, direct=direct)
     except NotFoundError:
         return 0
     return int(msg.seq or 0)

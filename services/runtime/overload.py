@@ -194,7 +194,7 @@ async def run_overload(work_dir: Path, *, database_url: str | None = None, secon
                        env: dict[str, str] | None = None) -> OverloadReport:
     """Start a nats-server and `ledger run` under ``work_dir``, overload it, stop both; the report.
 
-    ``env``: more settings for `ledger run` (e.g. ``LEDGER_GC_FREEZE_INTERVAL``).
+    ``env``: more settings for `ledger run` (e.g. ``LEDGER_GC_YOUNG``).
     """
     extra = env or {}
     import httpx

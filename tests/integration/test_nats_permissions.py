@@ -168,7 +168,7 @@ class Watcher:
         return ALLOWED
 
 
-async def _first(client: Client, what: str, subject: str, effect: Awaitable[str], timeout: float = 5.0) -> str:
+async def _first(client: Client, what: str, subject: str, effect: Awaitable[str], timeout: float = 15.0) -> str:
     """The effect's outcome or ``refused``, whichever the server gives first (an -ERR may follow a PONG)."""
     task = asyncio.ensure_future(effect)
     loop = asyncio.get_running_loop()

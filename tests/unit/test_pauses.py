@@ -63,3 +63,14 @@ def test_a_window_reads_the_difference_and_its_tail() -> None:
     before = {"h": {(): {0.001: 5.0, 0.01: 5.0, float("inf"): 5.0}}}
     after = {"h": {(): {0.001: 5.0 + 98, 0.01: 5.0 + 99, float("inf"): 5.0 + 100}}}
     assert tail.summary(tail.window(before, after, "h")) == {"count": 100, "p99_le_ms": 10.0, "max_le_ms": None}
+
+
+def test_the_frozen_generation_is_read_by_a_gauge() -> None:
+    metrics = Metrics()
+    gc.freeze()
+    try:
+        frozen = next(s.value for f in metrics.registry.collect() if f.name == "ledger_gc_frozen_objects"
+                      for s in f.samples)
+        assert frozen == gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
