@@ -18,6 +18,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--only", action="append", default=[], help="module name, e.g. bench_replay")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--events", type=int, help="events in bench_projections' stream (a size between --quick's "
+                                                   "50,000 and the default 1,000,000, for a loaded machine)")
     args = parser.parse_args()
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     rows = []

@@ -35,23 +35,30 @@ def _fold_claims_and_usage(state: ClaimsState, msg: Message) -> list[Op]:
     return [*fold_claims(state, msg), *fold_usage(state, msg)]
 
 
-_LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementRedecided,
-          ev.SettlementCancelled, ev.PaymentReversed, ev.WarningRaised)
+LATER = (ev.AssistancePaid, ev.HospitalBorne, ev.CriticalIllnessPaid, ev.SettlementRedecided,   # refer to a
+         ev.SettlementCancelled, ev.PaymentReversed, ev.WarningRaised)                        # settlement
 MAX_INDEX = 100_000   # settlements kept in memory (~1 kB each); past it the older half is dropped
+
+
+def evict_oldest(state: ClaimsState, limit: int) -> bool:
+    """Past `limit` settlements, drop the older half (insertion order: the oldest go first)."""
+    if len(state.settlements) <= limit:
+        return False
+    for key in list(itertools.islice(state.settlements, limit // 2)):
+        del state.settlements[key]
+    return True
 
 
 def _missing_settlements(state: ClaimsState, msgs: list[Message]) -> list[tuple[str, str]]:
     """Index entries this batch refers to but neither creates nor has in memory."""
-    if len(state.settlements) > MAX_INDEX:        # insertion order: the oldest settlements go first
-        for key in list(itertools.islice(state.settlements, MAX_INDEX // 2)):
-            del state.settlements[key]
+    evict_oldest(state, MAX_INDEX)
     created = {(m.person_key, e.setl_id) for m in msgs for e in m.events if isinstance(e, ev.SettlementFacts)}
     wanted = {(m.person_key, e.setl_id) for m in msgs if m.person_key for e in m.events
-              if isinstance(e, _LATER) and getattr(e, "setl_id", None)}
+              if isinstance(e, LATER) and getattr(e, "setl_id", None)}
     return [k for k in wanted - created if k not in state.settlements]
 
 
-async def _load_settlements(conn, schema: str, state: ClaimsState, keys: list[tuple[str, str]]) -> None:
+async def load_settlements(conn, schema: str, state: ClaimsState, keys: list[tuple[str, str]]) -> None:
     rows = await conn.fetch(
         f'SELECT setl_id, person_key, admdvs, inpatient, ci_base_added, assist_base_added, medfee_sumamt, '
         f'psn_part_amt, maf_adjusted, hifmi_adjusted, assist_base_delta FROM "{schema}".settlement '
@@ -65,7 +72,7 @@ async def _load_settlements(conn, schema: str, state: ClaimsState, keys: list[tu
 
 PROJECTIONS: dict[str, Projection] = {p.name: p for p in (
     Projection("claims", (SETTLEMENT, LINE, FUND_FLOW, WARNING, PERSON_YEAR, RULE_TOTAL), ClaimsState,
-               _fold_claims_and_usage, _missing_settlements, _load_settlements),
+               _fold_claims_and_usage, _missing_settlements, load_settlements),
     Projection("audit_trail", (LEDGER_EVENT, LEDGER_COMMIT, FORGED_MESSAGE), lambda: None, fold_trail),
     Projection("dead_letters", (DEAD_LETTER,), lambda: None, fold_dead_letters),
 )}

@@ -31,7 +31,7 @@ from events.chain import GENESIS
 from projections.decode import person_key_of
 from projections.source import read_upto
 from projections.verify import Break, Chains
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 class SubjectHead(msgspec.Struct, frozen=True):

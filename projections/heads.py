@@ -5,7 +5,10 @@ predecessor that is no longer the person's head. Folding it would count it twice
 projector on a duplicate key), so it is marked forged here, before any projection sees it
 (ADR 0010). Heads are kept for the most recent persons only; a person not in memory is read from
 `ledger_event` up to the batch, when the audit trail has reached the batch (else not checked: a
-replica that does not own the audit trail may be behind or ahead of it).
+replica that does not own the audit trail may be behind or ahead of it). A rebuild that folds
+after its bulk load reads the heads from its own audit trail (`trail`: the build's schema, which
+holds every commit before the batch being screened but the one batch in flight, whose persons are
+in memory).
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ LIMIT = 200_000          # persons whose head is kept in memory (~250 bytes each
 
 
 class Heads:
-    def __init__(self, from_start: bool = False, limit: int = LIMIT):
-        self.limit = limit
+    def __init__(self, from_start: bool = False, limit: int = LIMIT, trail: str | None = None):
+        self.limit, self.trail = limit, trail
         self.heads: dict[str, str] = {}
         self.whole = from_start     # read from sequence 1 and nothing forgotten: a person not here is new
 
@@ -60,11 +63,12 @@ class Heads:
             self.heads.update(dict.fromkeys(wanted, GENESIS))
             return
         first = msgs[0].seq
-        trail = await conn.fetchval("SELECT seq FROM projection_checkpoint WHERE projection = 'audit_trail'")
-        if trail is None or trail < first - 1:
-            return                                    # the audit trail has not reached us: not checked
+        if self.trail is None:
+            trail = await conn.fetchval("SELECT seq FROM projection_checkpoint WHERE projection = 'audit_trail'")
+            if trail is None or trail < first - 1:
+                return                                # the audit trail has not reached us: not checked
         rows = await conn.fetch(
-            "SELECT DISTINCT ON (person_key) person_key, hash FROM public.ledger_event "
+            f'SELECT DISTINCT ON (person_key) person_key, hash FROM "{self.trail or "public"}".ledger_event '
             "WHERE person_key = ANY($1::text[]) AND seq < $2 ORDER BY person_key, seq DESC, idx DESC", wanted, first)
         found = {r["person_key"]: r["hash"] for r in rows}
         for key in wanted:

@@ -2,7 +2,12 @@
 
 Each projection is built in schema `rebuild_<name>` (tables made `LIKE` the
 live ones, so migrations stay the one definition) while the live tables keep
-serving. Once the build has reached the stream's end, one transaction locks
+serving. The bulk, up to the stream's last sequence when the rebuild starts,
+is folded lean and COPied by one or more workers (load.py, workers.py) into
+tables without their indexes: only tables folded by upsert keep their primary
+key. Then the indexes are built under their migrated names, the tables are
+analyzed, and the live projector's own folds take the build the rest of the
+way (`_replay`). Once the build has reached the stream's end, one transaction locks
 the live checkpoint rows (same order as the projector), checks the build is
 not behind them, moves the live tables to `retired_<name>` and the built ones
 to `public`, and sets the checkpoint to the build's sequence with a new
@@ -23,15 +28,17 @@ from typing import Any
 
 import asyncpg
 
+from projections.build_tables import build_schema, create_tables, index_tables
 from projections.catalog import Projection, select
 from projections.heads import Heads
 from projections.ownership import Ownership
 from projections.runner import LIVE, check_cancelled, decode_batch, ensure_checkpoints
 from projections.source import StreamReader, last_sequence
 from projections.sql import write
+from projections.workers import Connect, Job, load_all
 from events.chain import seal_key_id
 from services.integrity.baseline import check_baseline
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 
 class RebuildBusy(RuntimeError):
@@ -44,42 +51,25 @@ class Progress:
     target: int = 0
     events: int = 0
     started: float = field(default_factory=time.perf_counter)      # perf_counter seconds
+    phases: dict[str, float] = field(default_factory=dict)    # seconds: load, indexes, catch_up_and_swap
+
+    @property
+    def elapsed(self) -> float:    # seconds since the rebuild started
+        return time.perf_counter() - self.started
 
     @property
     def rate(self) -> float:       # messages per second, for the progress bar
-        elapsed = time.perf_counter() - self.started
+        elapsed = self.elapsed
         return self.seq / elapsed if elapsed > 0 else 0.0
 
 
-def build_schema(name: str) -> str:
-    return f"rebuild_{name}"
-
-
 async def _prepare(conn: asyncpg.Connection, p: Projection, target: int) -> None:
-    schema = build_schema(p.name)
-    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; DROP SCHEMA IF EXISTS "retired_{p.name}" CASCADE;'
-                       f'CREATE SCHEMA "{schema}"')
-    for table in p.tables:
-        await conn.execute(f'CREATE TABLE "{schema}"."{table.name}" (LIKE {LIVE}."{table.name}" INCLUDING ALL)')
+    await create_tables(conn, p)
     await conn.execute(
         "INSERT INTO projection_rebuild (projection, schema_name, status, seq, target_seq) "
         "VALUES ($1, $2, 'running', 0, $3) ON CONFLICT (projection) DO UPDATE SET schema_name = EXCLUDED.schema_name, "
         "status = 'running', seq = 0, target_seq = EXCLUDED.target_seq, started_at = now(), updated_at = now(), "
-        "finished_at = NULL, error = NULL", p.name, schema, target)
-
-
-_INDEXES = r"""
-    SELECT indexname AS name, regexp_replace(indexdef, '^.* ON \S+ ', '') AS shape
-    FROM pg_indexes WHERE schemaname = $1 AND tablename = $2"""
-
-
-async def _keep_index_names(conn: asyncpg.Connection, retired: str, table: str) -> None:
-    """`LIKE ... INCLUDING ALL` names indexes its own way; give them the migrated names back."""
-    old = {r["shape"]: r["name"] for r in await conn.fetch(_INDEXES, retired, table)}
-    for r in await conn.fetch(_INDEXES, LIVE, table):
-        wanted = old.get(r["shape"])
-        if wanted and wanted != r["name"]:
-            await conn.execute(f'ALTER INDEX {LIVE}."{r["name"]}" RENAME TO "{wanted}"')
+        "finished_at = NULL, error = NULL", p.name, build_schema(p.name), target)
 
 
 async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: int, created: Any,
@@ -100,7 +90,6 @@ async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: in
             for table in p.tables:
                 await conn.execute(f'ALTER TABLE {LIVE}."{table.name}" SET SCHEMA "{retired}"')
                 await conn.execute(f'ALTER TABLE "{schema}"."{table.name}" SET SCHEMA {LIVE}')
-                await _keep_index_names(conn, retired, table.name)
             await conn.execute(f'DROP SCHEMA "{schema}"')
             await conn.execute("UPDATE projection_checkpoint SET seq = $2, generation = generation + 1, "
                                "owner = 'rebuild', updated_at = now() WHERE projection = $1", p.name, seq)
@@ -112,10 +101,13 @@ async def _swap(conn: asyncpg.Connection, projections: list[Projection], seq: in
 
 
 async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None = None, *, seal_key: bytes,
-                  stream: str = STREAM, max_batch: int = 5000,
-                  progress: Callable[[Progress], None] | None = None) -> Progress:
-    """Rebuild the named projections (all by default) in one pass over the stream and swap them in."""
+                  stream: str = STREAM, max_batch: int = 5000, progress: Callable[[Progress], None] | None = None,
+                  workers: int = 1, connect: Connect | None = None) -> Progress:
+    """Rebuild the named projections (all by default) and swap them in. With `workers` > 1 the load is
+    split over that many processes, which connect through `connect` (see workers.py)."""
     projections = select(names)
+    if workers > 1 and connect is None:
+        raise ValueError("a rebuild with several workers needs `connect` for the other processes")
     lock_conn = await asyncpg.connect(dsn)
     owner = Ownership(lock_conn, [p.name for p in projections], kind="rebuild")
     try:
@@ -128,7 +120,10 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
             for p in projections:
                 await _prepare(conn, p, state.target)
         try:
+            await _load(dsn, pool, js, projections, stream, max_batch, state, progress, workers, connect, seal_key)
+            began = time.perf_counter()
             await _replay(pool, js, projections, stream, max_batch, state, progress, seal_key, info.created)
+            state.phases["catch_up_and_swap"] = round(time.perf_counter() - began, 2)
         except BaseException as exc:
             async with pool.acquire() as conn:
                 await conn.execute("UPDATE projection_rebuild SET status = 'failed', error = $2, updated_at = now() "
@@ -141,17 +136,56 @@ async def rebuild(dsn: str, pool: asyncpg.Pool, js: Any, names: list[str] | None
         await lock_conn.close()
 
 
+async def _load(dsn: str, pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
+                state: Progress, progress: Callable[[Progress], None] | None, workers: int,
+                connect: Connect | None, seal_key: bytes) -> None:
+    """The lean bulk load of sequences 1..target, then the indexes; `state.seq` ends at the target."""
+    names = [p.name for p in projections]
+    job = Job(dsn, connect, tuple(names), state.target, {n: build_schema(n) for n in names}, stream, max_batch,
+              seal_key)
+
+    def moved(seq: int, events: int) -> None:
+        state.seq, state.events = seq, events
+        if progress is not None:
+            progress(state)
+
+    task = asyncio.ensure_future(load_all(pool, js, job, workers, moved))
+    try:
+        noted = 0
+        while not task.done():                   # for `GET /v1/projections`, about once a second
+            await asyncio.wait({task}, timeout=1.0)
+            if state.seq != noted and not task.done():
+                noted = state.seq
+                async with pool.acquire() as conn:
+                    await conn.execute("UPDATE projection_rebuild SET seq = $2, updated_at = now() "
+                                       "WHERE projection = ANY($1::text[])", names, noted)
+        loaded = task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    state.seq, state.events = state.target, loaded.events
+    began = time.perf_counter()
+    state.phases["load"] = round(began - state.started, 2)
+    async with pool.acquire() as conn:
+        await index_tables(conn, projections)
+        state.phases["indexes"] = round(time.perf_counter() - began, 2)
+        await conn.execute("UPDATE projection_rebuild SET seq = $2, updated_at = now() "
+                           "WHERE projection = ANY($1::text[])", names, state.seq)
+
+
 async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], stream: str, max_batch: int,
                   state: Progress, progress: Callable[[Progress], None] | None, seal_key: bytes,
                   created: Any) -> None:
-    """Fold batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight).
+    """From the end of the load to the stream's end with the live projector's folds, then the swap.
 
-    A fold whose bounded state lacks an entry waits for the writer to drain before reading it
-    back from the build tables (rare: an old settlement cancelled or adjusted much later).
+    Folds batch N+1 while PostgreSQL stores batch N (one writer, one batch in flight). A fold whose
+    bounded state lacks an entry waits for the writer to drain before reading it back from the build
+    tables (the settlements of the load are all there).
     """
     states = {p.name: p.new_state() for p in projections}
-    heads = Heads(from_start=True)
-    names = [p.name for p in projections]
+    names = [p.name for p in projections]     # the persons' heads at the load's end: from the build's trail
+    heads = Heads(from_start=state.seq == 0, trail=build_schema("audit_trail") if "audit_trail" in names else None)
     queue: asyncio.Queue = asyncio.Queue(maxsize=1)
 
     async def writer() -> None:
@@ -176,10 +210,9 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
         if task in done:
             task.result()                      # the writer failed: raise its error here
 
-    read = 0
-    analyzed = False
+    read = state.seq
     try:
-        async with StreamReader(js, 1, stream=stream, max_batch=max_batch) as reader:
+        async with StreamReader(js, read + 1, stream=stream, max_batch=max_batch) as reader:
             while True:
                 check_cancelled()
                 if read >= state.target:
@@ -187,11 +220,6 @@ async def _replay(pool: asyncpg.Pool, js: Any, projections: list[Projection], st
                     state.target = max(state.target, await last_sequence(js, stream))
                     if state.seq >= state.target:
                         async with pool.acquire() as conn:
-                            if not analyzed:          # planner statistics before readers meet the new tables
-                                for p in projections:
-                                    for table in p.tables:
-                                        await conn.execute(f'ANALYZE "{build_schema(p.name)}"."{table.name}"')
-                                analyzed = True
                             behind = await _swap(conn, projections, state.seq, created, seal_key_id(seal_key),
                                                  stream)
                         if behind is None:

@@ -39,7 +39,7 @@ from projections.sql import write
 from services.integrity.baseline import StreamLoss, check_baseline, gate, remembered
 from services.integrity.findings import Finding
 from services.integrity.observe import see_stream
-from services.runtime.stream import STREAM
+from events.subjects import STREAM
 
 log = logging.getLogger("ledger.projector")
 alarm = structlog.get_logger(component="ledger.projector")
@@ -59,13 +59,15 @@ class Fenced(Exception):
     """The checkpoint moved under us: someone else wrote this projection."""
 
 
-def decode_batch(raws: list[Raw], seal_key: bytes) -> list[Message]:
+def decode_batch(raws: list[Raw], seal_key: bytes,
+                 decode: Callable[[int, str, bytes, bytes], Message] = decode_message) -> list[Message]:
     """Each message decoded; one the ledger did not seal (or cannot be read) comes back marked forged, with
-    no events: the audit trail records it, nothing is folded from it, and it is an alarm, not a skip."""
+    no events: the audit trail records it, nothing is folded from it, and it is an alarm, not a skip.
+    `decode` is `decode_message` or a rebuild's `LeanDecoder.message` (the same seal check)."""
     out = []
     for raw in raws:
         try:
-            out.append(decode_message(raw.seq, raw.subject, raw.data, seal_key))
+            out.append(decode(raw.seq, raw.subject, raw.data, seal_key))
             continue
         except Unsealed as bad:
             why = str(bad)

@@ -26,7 +26,8 @@ from events.chain import GENESIS, Unsealed, first_link_break, head_of, read_seal
 from projections.decode import person_key_of
 from projections.source import read_upto
 from services.integrity.findings import Finding
-from services.runtime.stream import PERSON_SUBJECT, STREAM, read_subject
+from events.subjects import PERSON_SUBJECT, STREAM
+from services.nats.reads import read_subject
 
 
 class Break(msgspec.Struct, frozen=True):

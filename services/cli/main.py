@@ -21,8 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     project.add_argument("--batch", type=int, default=2000, help="messages per transaction")
     rebuild = sub.add_parser("rebuild", help="rebuild read models from sequence 1 into fresh tables, then swap")
     rebuild.add_argument("projection", nargs="?", help="claims, audit_trail or dead_letters; default all")
-    rebuild.add_argument("--batch", type=int, default=5000, help="messages per transaction")
+    rebuild.add_argument("--batch", type=int, default=2000,
+                         help="messages per transaction; memory grows with it (four batches in flight, ~10 kB a message)")
     rebuild.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    rebuild.add_argument("--workers", type=int, default=1,
+                         help="processes folding the load, persons split by key hash, events by sequence range")
     verify = sub.add_parser("verify", help="recompute every person's hash chain from the stream (exit 1 on a break)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     verify.add_argument("--psn-no", help="only this person's chain (reads their subject alone)")
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return project(args.projection, args.batch)
     if args.command == "rebuild":
         from services.cli.readside import rebuild_cmd
-        return rebuild_cmd(args.projection, args.json, args.batch)
+        return rebuild_cmd(args.projection, args.json, args.batch, args.workers)
     if args.command == "verify" and args.digest:
         from services.cli.digest import verify_digest_cmd
         return verify_digest_cmd(args.digest, args.public_key, args.json)

@@ -31,9 +31,13 @@ async def publish(js: Any, store: Any, start: int = 0, stop: int | None = None) 
 
 def expected_tables(store: Any, names: list[str] | None = None) -> dict[str, dict]:
     """The read models as the pure folds give them for the store's commits (sequence = position)."""
+    return expected_from_stored([stored_commit(p, c, SECRET, SEAL_KEY) for p, c in store.commits], names)
+
+
+def expected_from_stored(stored: list[tuple[str, bytes]], names: list[str] | None = None) -> dict[str, dict]:
+    """The same for (subject, sealed stored bytes) pairs, published in that order."""
     model = MemoryTables()
-    msgs = [decode_message(i, *stored_commit(p, c, SECRET, SEAL_KEY), SEAL_KEY)
-            for i, (p, c) in enumerate(store.commits, 1)]
+    msgs = [decode_message(i, subject, data, SEAL_KEY) for i, (subject, data) in enumerate(stored, 1)]
     for name in names or list(PROJECTIONS):
         projection = PROJECTIONS[name]
         state = projection.new_state()

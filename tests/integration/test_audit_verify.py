@@ -186,8 +186,8 @@ async def test_cli_verify_rebuild_audit(env, old_pack_dir: Path) -> None:
     assert code == 0 and report["ok"] and report["last_seq"] == last
     code, report = await ledger("verify", "--psn-no", PERSONS[0], "--json")
     assert code == 0 and report["ok"] and report["persons"] == 1 and report["events"] > 0
-    code, summary = await ledger("rebuild", "--json")
-    assert code == 0 and summary["seq"] == last
+    code, summary = await ledger("rebuild", "--json", "--workers", "2")
+    assert code == 0 and summary["seq"] == last and summary["workers"] == 2
     assert await env.pool.fetchval("SELECT count(*) FROM settlement") == len(PERSONS) * 2
     code, outcome = await ledger("audit", "--psn-no", PERSONS[0], "--json")
     assert code == 0 and outcome["differences"] == [] and outcome["totals"]["compared"] == 3

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from events import ledger as ev
 from projections.catalog import PROJECTIONS, select
 from projections.decode import decode_message
 from projections.model import MemoryTables, Upsert
@@ -134,3 +135,41 @@ def test_the_deductible_is_projected_from_the_events_not_from_todays_pack() -> N
 
     assert deductible(lines) == Decimal("10000")
     assert deductible([*lines, late]) == Decimal("5000.0")        # 大病 0.80 × (6,000 − 5,000) = 800 paid late
+
+
+def test_the_running_totals_events_carry_agree_with_the_fold(folded) -> None:
+    """ADR 0004 (rebuilds): the person-year figures the events state before them — 大病 and assistance bases
+    at each settlement, 大病 paid before a first decision, the shared cap used before each line or grant —
+    are the fold's own running totals. 大病 paid on a re-decision is not (`redecide.py` states the
+    simulated year's figure), so the fold keeps adding figures rather than taking them from events."""
+    _, msgs, _ = folded
+    model = MemoryTables()
+    projection = PROJECTIONS["claims"]
+    state = projection.new_state()
+    checked = 0
+    for msg in msgs:
+        running: dict[int, dict] = {}
+        for e in msg.events:
+            if msg.person_key is None or not hasattr(e, "year"):
+                continue
+            row = model.rows("person_year").get((msg.person_key, e.year)) or {}
+            now = running.setdefault(e.year, {k: Decimal(row.get(k) or 0) for k in (
+                "ci_base", "assist_base", "ci_paid", "cap_used")})
+            if isinstance(e, ev.SettlementFacts):
+                assert (now["ci_base"], now["assist_base"]) == (e.ci_base_before, e.assist_base_before)
+                now["ci_base"] += e.ci_base_added
+                now["assist_base"] += e.assist_base_added
+            elif isinstance(e, ev.CriticalIllnessPaid):
+                assert e.adjustment or now["ci_paid"] == e.paid_before
+                now["ci_paid"] += e.amount
+            elif isinstance(e, ev.AssistancePaid) and e.counter == "shared":
+                assert now["cap_used"] == e.cap_used_before
+                now["cap_used"] += e.amount
+            elif isinstance(e, ev.TiltedGrantPaid):
+                assert now["cap_used"] == e.cap_used_before
+                now["cap_used"] += e.granted
+            else:
+                continue
+            checked += 1
+        model.apply(projection.fold(state, msg))
+    assert checked > 1000
