@@ -20,8 +20,10 @@ expected-sequence guard keeps every decision consistent (ADR 0001).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -160,6 +162,35 @@ class Adjudicator:
         if self.metrics is not None:
             self.metrics.observe(transport or "other", results, time.perf_counter() - started)
         return results
+
+    @contextlib.asynccontextmanager
+    async def holding(self, psn_nos: list[str]) -> AsyncIterator[None]:
+        """Take the lanes of `psn_nos` as one submission (a group commit, services/adjudicator/batch.py):
+        in line after what was submitted for them before, ahead of what comes after, and behind barriers."""
+        loop = asyncio.get_running_loop()
+        prevs, mine = [], []
+        for psn_no in psn_nos:
+            prev = self._tails.get(psn_no)
+            if prev is not None:
+                prevs.append(prev)
+            fut = self._tails[psn_no] = loop.create_future()
+            mine.append((psn_no, fut))
+        self.inflight += len(psn_nos)
+        try:
+            await self._gate.acquire(False)
+            try:
+                for prev in prevs:
+                    if not prev.done():
+                        await prev
+                yield
+            finally:
+                self._gate.release(False)
+        finally:
+            self.inflight -= len(psn_nos)
+            for psn_no, fut in mine:
+                fut.set_result(None)
+                if self._tails.get(psn_no) is fut:
+                    del self._tails[psn_no]
 
     async def dead_letter(self, raw: bytes, source: str, code: str, message: str,
                           transport: str = "", *, keep: bytes | None = None) -> list[Outbound]:

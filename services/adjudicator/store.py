@@ -30,9 +30,16 @@ class Store(Protocol):
         """Append all events of one decision at once, guarded by the person's version, with its key
         claims (none may be held by another person); raises Conflict."""
 
+    async def append_batch(self, pairs: list[tuple[Decision, Person]]) -> None:
+        """Append several persons' decisions (distinct persons, each with events) all at once or not at all,
+        each guarded as `append` (group commit, ADR 0016); raises Conflict and stores nothing."""
+
     async def key_taken(self, key: tuple[str, str], psn_no: str, fresh: bool) -> bool:
         """Whether another person holds this global key (`fresh`: ask the source of truth, after a
         conflict; else a cheap answer is enough, since the append itself refuses a taken key)."""
+
+    def cached(self, psn_no: str) -> bool:
+        """Whether `person` would answer from memory (a group commit reads the others together first)."""
 
     def forget(self, psn_no: str) -> None:
         """Drop a cached person after a conflict."""

@@ -61,10 +61,12 @@ class Ledger:
         self.metrics.inflight.set_function(lambda: self.adjudicator.inflight)
         if rpc:
             self.rpc = RpcServer(self.nc, self.adjudicator, self.publisher,
-                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics)
+                                 max_inflight=self.options.rpc_max_inflight, metrics=self.metrics,
+                                 group_commit=self.options.group_commit)
             await self.rpc.start()
         if feed:
-            self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics)
+            self.feed = FeedConsumer(self.js, self.adjudicator, self.publisher, self.options.feed, self.metrics,
+                                     group_commit=self.options.group_commit)
             await self.feed.start()
         settle_gc(self.options.gc_young)
         if not self._watchers:

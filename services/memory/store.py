@@ -71,6 +71,23 @@ class MemoryStore:
             self.commits.append((None, ev.Commit(decision.events[0].event_id, decision.events[0].correlation_id,
                                                  decision.events, decision.results)))
 
+    async def append_batch(self, pairs: list[tuple[Decision, Person]]) -> None:
+        """All or none, as JetStream's atomic batch: every version and key checked before any is stored."""
+        keys: set[tuple[str, str]] = set()
+        for decision, person in pairs:
+            current = self.persons.get(decision.psn_no or "")
+            if decision.psn_no is None or (current.version if current else 0) != person.version:
+                raise Conflict(decision.psn_no)
+            for key in decision.claims:
+                if self.keys.get(key, decision.psn_no) != decision.psn_no or key in keys:
+                    raise Conflict(decision.psn_no)
+                keys.add(key)
+        for decision, person in pairs:
+            await self.append(decision, person)
+
+    def cached(self, psn_no: str) -> bool:
+        return True
+
     def forget(self, psn_no: str) -> None:
         pass
 

@@ -52,7 +52,7 @@ log = structlog.get_logger(component="ledger.feed")
 
 class FeedConsumer:
     def __init__(self, js: Any, adjudicator: Adjudicator, publisher: ResultPublisher,
-                 config: FeedConfig = FeedConfig(), metrics: Any = None):
+                 config: FeedConfig = FeedConfig(), metrics: Any = None, group_commit: Any = None):
         self.js = js
         self.nc = js._nc
         self.adjudicator = adjudicator
@@ -69,9 +69,13 @@ class FeedConsumer:
         self._not_now = not_decided_now()
         self._inbox = ""
         self.processed = 0
+        # services/adjudicator/group_commit.py: batches, answered and acked after their one ack (ADR 0016)
+        self.group = group_commit.build(adjudicator, self._answer, self._process, "feed") if group_commit else None
 
     async def start(self) -> None:
         await ensure_inbound(read_only(self.js), self.config)   # the services never create streams
+        if self.group is not None:
+            self.group.start()
         self._inbox = self.nc.new_inbox()
         self._sub = await subscribe_direct(self.nc, self._inbox, self._on_msg)
         self._watchdog = asyncio.create_task(self._watch())
@@ -98,20 +102,32 @@ class FeedConsumer:
             return
         self._credit.delivered()
         self._inflight += 1
-        self._spawn(self._process(msg))
+        if self.group is not None:
+            self.group.put(msg, msg.data, f"nats:{msg.subject}")
+        else:
+            self._spawn(self._process(msg))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _answer(self, msg: Any, results: list) -> None:
+        """A message decided in a batch, stored and acknowledged: publish its results, then ack it."""
+        try:
+            await self.publisher.publish(results, _headers(msg))
+            await send(self.nc, msg.reply, b"")               # +ACK, last
+            self.processed += 1
+        except Exception as exc:                              # connection trouble: redelivered, then duplicate
+            log.error("feed_message_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
+        finally:
+            self._inflight -= 1
+            if not self._stopping:
+                await self._pull()
+
     async def _process(self, msg: Any) -> None:
         try:
-            headers = {"Ledger-Inbound-Seq": str(stream_sequence(msg))}
-            if msg.headers:
-                msg_id = msg.headers.get("Nats-Msg-Id")
-                if msg_id:
-                    headers["Ledger-Msg-Id"] = msg_id
+            headers = _headers(msg)
             source = f"nats:{msg.subject}"
             while True:
                 try:
@@ -196,4 +212,17 @@ class FeedConsumer:
         if self._watchdog is not None:
             self._watchdog.cancel()
         sub, self._sub = self._sub, None
-        await drain_then_wait(sub, self._tasks, timeout)
+        await drain_then_wait(sub, set(), timeout)
+        if self.group is not None:
+            await self.group.stop(timeout)
+        await drain_then_wait(None, self._tasks, timeout)
+
+
+def _headers(msg: Any) -> dict[str, str]:
+    """The headers a result carries back: the inbound message's sequence and its Nats-Msg-Id."""
+    headers = {"Ledger-Inbound-Seq": str(stream_sequence(msg))}
+    if msg.headers:
+        msg_id = msg.headers.get("Nats-Msg-Id")
+        if msg_id:
+            headers["Ledger-Msg-Id"] = msg_id
+    return headers

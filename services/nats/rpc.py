@@ -38,7 +38,7 @@ _UNAVAILABLE_HEADERS = headers_bytes({ERROR_HEADER: "unavailable"})
 class RpcServer:
     def __init__(self, nc: Any, adjudicator: Adjudicator, publisher: ResultPublisher, *,
                  max_inflight: int = 1024, max_shed: int = 8192, subject: str = RPC_SUBJECT,
-                 queue: str = RPC_QUEUE, metrics: Any = None):
+                 queue: str = RPC_QUEUE, metrics: Any = None, group_commit: Any = None):
         self.nc = nc
         self.adjudicator = adjudicator
         self.publisher = publisher
@@ -54,8 +54,12 @@ class RpcServer:
         self._shedder: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._sub: Any = None
+        # services/adjudicator/group_commit.py: under load, batches answered after their one ack (ADR 0016)
+        self.group = group_commit.build(adjudicator, self._answer, self._serve, "rpc") if group_commit else None
 
     async def start(self) -> None:
+        if self.group is not None:
+            self.group.start()
         if self.metrics is not None:
             self.metrics.rpc_inflight.set_function(lambda: self.inflight)
         self._shedder = asyncio.create_task(self._send_shed())
@@ -67,6 +71,9 @@ class RpcServer:
             self._refuse(msg.reply)
             return
         self.inflight += 1
+        if self.group is not None:
+            self.group.put(msg, msg.data, f"nats:{msg.subject}")
+            return
         task = asyncio.create_task(self._serve(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -95,14 +102,27 @@ class RpcServer:
 
     async def _serve(self, msg: Any) -> None:
         try:
+            results = await decide(self.adjudicator, msg.data, f"nats:{msg.subject}", "rpc")
+        except Exception as exc:
+            log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
             try:
-                results = await decide(self.adjudicator, msg.data, f"nats:{msg.subject}", "rpc")
-            except Exception as exc:
-                log.error("rpc_failed", subject=msg.subject, error=redact(repr(exc), msg.data))
                 if msg.reply:
                     why = redact(f"not decided, send again: {exc!r}", msg.data)
                     await send(self.nc, msg.reply, unavailable(why), _UNAVAILABLE_HEADERS)
-                return
+            except Exception as again:             # disconnected: the caller times out instead
+                log.error("rpc_reply_failed", subject=msg.subject, error=redact(repr(again), msg.data))
+            finally:
+                self.inflight -= 1
+            return
+        except BaseException:
+            self.inflight -= 1
+            raise
+        await self._answer(msg, results)
+
+    async def _answer(self, msg: Any, results: list) -> None:
+        """A request decided and stored (one by one, or in a batch once it is acknowledged): its answer, then
+        its adjustments."""
+        try:
             if msg.reply:
                 await send(self.nc, msg.reply, encode_result(results[0]))
             await self.publisher.publish_extra(results)
@@ -114,6 +134,9 @@ class RpcServer:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking requests, answer those already taken."""
         sub, self._sub = self._sub, None
-        await drain_then_wait(sub, self._tasks, timeout)
+        await drain_then_wait(sub, set(), timeout)
+        if self.group is not None:
+            await self.group.stop(timeout)
+        await drain_then_wait(None, self._tasks, timeout)
         if self._shedder is not None:
             self._shedder.cancel()

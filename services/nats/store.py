@@ -46,12 +46,14 @@ from events.subjects import PERSON_SUBJECT, STREAM
 from services.adjudicator.store import LedgerHeld
 from services.integrity.findings import FORGED_MESSAGE, Finding
 from services.nats.appending import Appending
+from services.nats.batch_append import append_batch
 from services.nats.key_claims import KeyClaims
 from services.nats.person_cache import CachedPerson, PersonCache
 from services.nats.person_reader import PersonReader
 from services.nats.publisher import JetStreamPublisher
 from services.nats.reads import person_subjects
 from services.nats.reference import POLL_EVERY, ReferenceFollower
+from services.policy.decision import Decision
 from services.policy.engine import Reference
 from services.policy.state import Person
 from services.policy.year_end import area_prefix, has_quota_visits
@@ -129,6 +131,15 @@ class JetStreamStore(Appending):
             await self._catch_up(entry)
             return entry.person
         return (await self._load(psn_no, self.subject_of(psn_no))).person
+
+    def cached(self, psn_no: str) -> bool:
+        """Whether `person(psn_no)` answers from memory, without reading the stream."""
+        entry = self._cache.get(psn_no)
+        return entry is not None and not entry.stale
+
+    async def append_batch(self, pairs: list[tuple[Decision, Person]]) -> None:
+        """Several persons' decisions as one atomic batch (group commit, services/nats/batch_append.py)."""
+        await append_batch(self, pairs)
 
     def forget(self, psn_no: str) -> None:
         """After a conflict: the next `person()` catches the cached state up from the stream."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.adjudicator.group_commit import GroupCommitConfig
 from services.nats.feed_config import FeedConfig
 from services.policy.pack import DEFAULT_PACK_DIR
 
@@ -28,6 +29,7 @@ class RuntimeOptions:
                                                # does not project them (`ledger project` processes do)
     integrity_poll: float = 2.0                # LEDGER_INTEGRITY_POLL: seconds between the guard's checks (ADR 0010)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    group_commit: GroupCommitConfig = field(default_factory=GroupCommitConfig)   # LEDGER_GROUP_COMMIT*, ADR 0016
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> RuntimeOptions:
@@ -59,4 +61,4 @@ class RuntimeOptions:
                    person_cache=person_cache, publish_timeout=publish_timeout,
                    gc_young=gc_young, restart_delay=restart_delay,
                    rpc_max_inflight=rpc_max_inflight, integrity_poll=integrity_poll, projector=projector == "on",
-                   feed=FeedConfig.from_env(env))
+                   feed=FeedConfig.from_env(env), group_commit=GroupCommitConfig.from_env(env))

@@ -19,6 +19,7 @@ from typing import Any
 
 from events import ledger as ev
 from events.upcast import decode_commit
+from services.adjudicator.group_commit import GroupCommitConfig
 from services.compose.ledger import Ledger
 from services.compose.process import bootstrap
 from services.runtime.options import RuntimeOptions
@@ -50,8 +51,10 @@ def settings_for(data_dir: Path) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running_ledger(nats_url: str, data_dir: Path, *, feed: FeedConfig | None = None,
-                         transports: bool = True, **kwargs: Any) -> AsyncIterator[Ledger]:
-    options = RuntimeOptions(feed=feed or FeedConfig(ack_wait=5.0, nak_delay=0.05))
+                         transports: bool = True, group_commit: GroupCommitConfig | None = None,
+                         **kwargs: Any) -> AsyncIterator[Ledger]:
+    options = RuntimeOptions(feed=feed or FeedConfig(ack_wait=5.0, nak_delay=0.05),
+                             group_commit=group_commit or GroupCommitConfig())
     ledger = await bootstrap(settings_for(data_dir), nats_url=nats_url, options=options, connect_db=False,
                              **kwargs)
     try:

@@ -135,3 +135,51 @@ async def test_reference_data_and_persons_due_at_year_end(store) -> None:
     await apply(store, s.enrolment("Q-2"))
     due = [psn async for psn in store.persons_due(s.AREA, 2022)]
     assert "Q-1" in due
+
+
+async def _ready(store, *psns: str) -> None:
+    await apply(store, s.medins())
+    for psn in psns:
+        await apply(store, s.enrolment(psn))
+
+
+async def test_a_batch_stores_every_member_and_reads_back(store) -> None:
+    await _ready(store, "B-1", "B-2", "B-3")
+    pairs = [await decide(store, s.settlement(f"S-B{i}", f"B-{i}")) for i in (1, 2, 3)]
+    assert all(d.claims for d, _ in pairs)
+    await store.append_batch(pairs)
+    for i in (1, 2, 3):
+        store.forget(f"B-{i}")
+        assert list((await store.person(f"B-{i}")).settlements) == [f"S-B{i}"]
+    again, person = await decide(store, s.settlement("S-B1", "B-2"))   # the batch's claims hold
+    with pytest.raises(Conflict):
+        await store.append(again, person)
+
+
+async def test_one_stale_member_fails_the_whole_batch(store) -> None:
+    await _ready(store, "BS-1", "BS-2")
+    fresh = await decide(store, s.settlement("S-BS1", "BS-1"))
+    person = await store.person("BS-2")
+    stale = copy.deepcopy(person)
+    await apply(store, s.settlement("S-BS2a", "BS-2"))                 # moves BS-2 on after `stale`
+    late = await decide(store, s.settlement("S-BS2b", "BS-2"), stale)
+    with pytest.raises(Conflict):
+        await store.append_batch([fresh, late])
+    for psn in ("BS-1", "BS-2"):
+        store.forget(psn)
+    assert (await store.person("BS-1")).settlements == {}
+    assert list((await store.person("BS-2")).settlements) == ["S-BS2a"]
+    assert not await store.key_taken(("setl_id", "S-BS1"), "BS-2", fresh=True)   # nothing of it was stored
+
+
+async def test_a_taken_key_fails_the_whole_batch(store) -> None:
+    await _ready(store, "BK-1", "BK-2", "BK-3")
+    await apply(store, s.settlement("S-HELD", "BK-1"))
+    other = await decide(store, s.settlement("S-BK2", "BK-2"))
+    thief = await decide(store, s.settlement("S-HELD", "BK-3"))        # decided before it knew the holder
+    with pytest.raises(Conflict):
+        await store.append_batch([other, thief])
+    for psn in ("BK-2", "BK-3"):
+        store.forget(psn)
+        assert (await store.person(psn)).settlements == {}
+    assert not await store.key_taken(("setl_id", "S-BK2"), "BK-3", fresh=True)
