@@ -164,18 +164,9 @@ class Stack:
 
     async def start(self) -> Stack:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.http_port = free_port()
-        env = clean_env(LEDGER_DATA_DIR=str(self.data_dir), LEDGER_HTTP_PORT=str(self.http_port),
-                        LEDGER_NATS_PORT="0", LEDGER_PROJECTOR="off", LEDGER_TOKEN_PLATFORM=TOKEN,
-                        LEDGER_TOKEN_SUPERVISOR=SUPERVISOR_TOKEN, LEDGER_TOKEN_ADMIN=ADMIN_TOKEN,
-                        LEDGER_RESTART_DELAY="0.5", **self.shared_env)
         if self.mode == "r3":
             self.cluster = await asyncio.to_thread(NatsCluster(self.work_dir / "cluster").start)
-            env.update(NATS_URL=self.cluster.urls, LEDGER_NATS_ADMIN_URL=self.cluster.urls_for("admin"))
-        env.update(self.ledger_env)
-        ledger = self._add("ledger", [sys.executable, "-m", "services.cli.main", "run"], env)
-        ledger.spawn()
-        line = await ledger.wait_line(b"claims-ledger ready", 180)
+        line = await self._start_ledger()
         if self.cluster is None:     # "... NATS nats://127.0.0.1:PORT ..." (the password is redacted)
             self.nats_address = next(w for w in line.decode().split() if w.startswith("nats://"))
         self.database_url = postgres_url(self.data_dir / "pg")
@@ -184,6 +175,29 @@ class Stack:
         for i in range(1, self.projectors + 1):
             self.start_projector(f"projector-{i}")
         return self
+
+    async def _start_ledger(self, tries: int = 3) -> bytes:
+        """`ledger run` on a free HTTP port; the port is picked before the ledger binds it, so a server of
+        a scenario starting beside this one may take it first: then again on another port."""
+        for attempt in range(1, tries + 1):
+            self.http_port = free_port()
+            env = clean_env(LEDGER_DATA_DIR=str(self.data_dir), LEDGER_HTTP_PORT=str(self.http_port),
+                            LEDGER_NATS_PORT="0", LEDGER_PROJECTOR="off", LEDGER_TOKEN_PLATFORM=TOKEN,
+                            LEDGER_TOKEN_SUPERVISOR=SUPERVISOR_TOKEN, LEDGER_TOKEN_ADMIN=ADMIN_TOKEN,
+                            LEDGER_RESTART_DELAY="0.5", **self.shared_env)
+            if self.cluster is not None:
+                env.update(NATS_URL=self.cluster.urls, LEDGER_NATS_ADMIN_URL=self.cluster.urls_for("admin"))
+            env.update(self.ledger_env)
+            ledger = self._add("ledger", [sys.executable, "-m", "services.cli.main", "run"], env)
+            ledger.spawn()
+            try:
+                return await ledger.wait_line(b"claims-ledger ready", 180)
+            except RuntimeError as failed:
+                ledger.end(signal.SIGINT, 60)
+                self._kill_leftovers()
+                if attempt == tries or "cannot listen for HTTP" not in str(failed):
+                    raise
+        raise AssertionError("unreachable")
 
     def _add(self, name: str, argv: list[str], env: dict[str, str]) -> Proc:
         proc = self.procs[name] = Proc(name, argv, env, self.work_dir / f"{name}.log")
