@@ -201,7 +201,9 @@ async def _run_ledger(tmp: Path, setup: list[bytes], lines: list[bytes], size: S
     from services.runtime.embedded import start_nats
 
     server = start_nats(tmp / "ledger", port=0, sync_always=True)
-    nc = await nats.connect(server.url, pending_size=64 * 1024 * 1024)
+    # The harness plays the platform (and pauses nothing): it connects as the NATS admin, as bench_nats does;
+    # the worker runs as the services' user (server.url), which may not publish on platform.in.
+    nc = await nats.connect(server.url_for("admin"), pending_size=64 * 1024 * 1024)
     js = nc.jetstream(publish_async_max_pending=4000)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LEDGER_", "NATS_", "DATABASE_"))}
     env.update(NATS_URL=server.url, LEDGER_PERSON_KEY_SECRET=SECRET, LEDGER_DATA_DIR=str(tmp / "ledger"),
