@@ -133,15 +133,20 @@ class Appending:
         try:
             seq = await self._publish(subject, encode_sealed(self._seal_key, subject, commit, stored), expected)
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                if self.metrics is not None:
-                    self.metrics.conflict()
-                raise Conflict(kind) from None
-            raise
+            raise self._lost_race(exc, kind) from None
         if self.guard is not None:
             self.guard.acked(seq, mark)
         if kind in self.ref.applied:
             await self.ref.catch_up(kind)
+
+    def _lost_race(self, exc: APIError, who: str) -> Exception:
+        """What to raise for a refused publish: a failed expected-sequence check is a lost race (a counted
+        `Conflict`: decide again on fresh state); any other refusal stays itself."""
+        if exc.err_code != WRONG_LAST_SEQUENCE:
+            return exc
+        if self.metrics is not None:
+            self.metrics.conflict()
+        return Conflict(who)
 
     async def _publish(self, subject: str, payload: bytes, expected: int | None) -> int:
         """One JetStream publish, guarded when `expected` is given; returns the stream sequence."""
@@ -172,10 +177,6 @@ class Appending:
         try:
             seq = await self._published(subject, claim, 0, commit_id(claim))
         except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                if self.metrics is not None:
-                    self.metrics.conflict()
-                raise Conflict(psn_no) from None
-            raise
+            raise self._lost_race(exc, psn_no) from None
         if self.guard is not None:
             self.guard.acked(seq, mark)

@@ -25,10 +25,8 @@ from nats.js.errors import APIError
 from events import ledger as ev
 from events.chain import encode_sealed, seal_stored
 from events.upcast import commit_id
-from services.adjudicator.store import Conflict
 from services.nats.person_cache import CachedPerson
 from services.nats.reads import read_subject
-from services.nats.streams import WRONG_LAST_SEQUENCE
 from services.policy.decision import Decision
 from services.policy.state import Person, apply_commit
 
@@ -70,11 +68,7 @@ async def append_batch(store: Any, pairs: list[tuple[Decision, Person]]) -> None
     try:
         last = await _published_batch(store, messages, staged[-1][1].commit_id)
     except APIError as exc:
-        if exc.err_code == WRONG_LAST_SEQUENCE:
-            if store.metrics is not None:
-                store.metrics.conflict()
-            raise Conflict("batch") from None
-        raise
+        raise store._lost_race(exc, "batch") from None
     if guard is not None:
         guard.acked(last, mark)
     seq = last - len(commits)                     # the commits hold the batch's last sequences, in order
