@@ -59,7 +59,7 @@ async def ledger_with_read_side(server: Any, database_url: str, data_dir: Path, 
     admin = await nats.connect(server.url_for("admin"))
     read_side = None
     try:
-        read_side, deps = await start_read_side(ledger, database_url, TOKENS, every=POLL, page=50, page_every=0.1)
+        read_side, deps = await start_read_side(ledger, database_url, TOKENS, every=POLL, page=50, page_every=0.1, round_every=0)
         if transports:
             await ledger.start_transports()
         app = create_app(deps, routers=read_routers())

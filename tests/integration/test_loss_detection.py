@@ -261,7 +261,7 @@ async def test_an_adjudicator_worker_holds_by_itself_when_the_stream_is_recreate
     try:
         await record_hospital(fresh_platform_nc)
         [first] = await settle_person(fresh_platform_nc, "LOSS-W", ["SW-1"])
-        read_side = await ReadSide(fresh_database_url, js, SEAL_KEY, every=POLL, page_every=0.1).start()
+        read_side = await ReadSide(fresh_database_url, js, SEAL_KEY, every=POLL, page_every=0.1, round_every=0).start()
         try:
             async def caught_up() -> bool:
                 last = (await js.stream_info(STREAM)).state.last_seq
@@ -275,7 +275,7 @@ async def test_an_adjudicator_worker_holds_by_itself_when_the_stream_is_recreate
         await recreate_stream(fresh_admin_nc.jetstream())
         await until(lambda: _unavailable(fresh_platform_nc, s.settlement("SW-1", "LOSS-W")))
         assert (await js.stream_info(STREAM)).state.last_seq == 0
-        read_side = await ReadSide(fresh_database_url, js, SEAL_KEY, every=POLL, page_every=0.1).start()
+        read_side = await ReadSide(fresh_database_url, js, SEAL_KEY, every=POLL, page_every=0.1, round_every=0).start()
         try:
             outcome = await restore(read_side.pool, js, SEAL_KEY, admin_js=fresh_admin_nc.jetstream(), hold_for=HOLD)
             assert outcome.done and outcome.after == []

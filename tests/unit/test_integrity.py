@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -108,3 +109,19 @@ def test_the_integrity_record_is_sealed_and_cannot_be_edited_or_forged() -> None
 def msgspec_replace_seal(decoded: IntegrityState, original: IntegrityState) -> IntegrityState:
     import msgspec
     return msgspec.structs.replace(original, seal=decoded.seal)
+
+
+def test_the_person_sweep_rests_between_rounds_but_never_mid_round() -> None:
+    """A round begins at most every `round_every` s; a round that has begun goes on page by page."""
+    from services.integrity.monitor import IntegrityMonitor
+    monitor = IntegrityMonitor(pool=None, js=None, seal_key=b"k" * 32, round_every=30.0)
+    assert monitor._sweep_due()                          # never swept: due
+    monitor._round_began, monitor._cursor = time.monotonic(), "pk-0250"
+    assert monitor._sweep_due()                          # mid-round: due whatever the time
+    monitor._cursor = ""                                 # came round to the start just now
+    assert not monitor._sweep_due()
+    monitor._round_began -= 30.0
+    assert monitor._sweep_due()                          # 30 s since that round began
+    eager = IntegrityMonitor(pool=None, js=None, seal_key=b"k" * 32, round_every=0)
+    eager._round_began = time.monotonic()
+    assert eager._sweep_due()                            # round_every 0: round after round, as before
