@@ -44,16 +44,18 @@ def print_report(results: list[ScenarioResult], seed: int, wall: float, console:
                            "; ".join(f.notes)[:600])
     console.print(faults)
 
-    load = Table(title="load")
-    for column in ("scenario", "persons", "settlements", "messages", "set-up s", "feed s", "per s", "total s",
-                   "retries"):
+    load = Table(title="load", caption="check s: stream read + projectors catch up + rebuild and compare + verify")
+    for column in ("scenario", "persons", "settlements", "messages", "start s", "set-up s", "feed s", "per s",
+                   "check s", "total s", "retries"):
         load.add_column(column, overflow="fold")
     for r in results:
-        load.add_row(r.name, f"{r.persons:,}", f"{r.settlements:,}", f"{r.messages:,}", f"{r.setup_seconds:.0f}",
-                     f"{r.feed_seconds:.0f}", f"{r.rate:,.0f}", f"{r.total_seconds:.0f}",
+        checked = " + ".join(f"{v:.0f}" for v in r.check_seconds.values())
+        load.add_row(r.name, f"{r.persons:,}", f"{r.settlements:,}", f"{r.messages:,}", f"{r.start_seconds:.0f}",
+                     f"{r.setup_seconds:.0f}", f"{r.feed_seconds:.0f}", f"{r.rate:,.0f}", checked,
+                     f"{r.total_seconds:.0f}",
                      ", ".join(f"{k} {v:,}" for k, v in r.retries.items())[:300])
     load.add_row("all", f"{sum(r.persons for r in results):,}", f"{sum(r.settlements for r in results):,}",
-                 f"{sum(r.messages for r in results):,}", "", "", "", f"{wall:.0f}", "")
+                 f"{sum(r.messages for r in results):,}", "", "", "", "", "", f"{wall:.0f}", "")
     console.print(load)
     passed = bool(results) and all(r.ok for r in results)
     console.print("[green]every check passed[/green]" if passed else "[red]some checks failed[/red]")

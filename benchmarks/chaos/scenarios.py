@@ -29,18 +29,19 @@ class Scenario:
     name: str
     mode: str            # "single" or "r3"
     fault: str           # a key of FAULTS or CLUSTER_FAULTS
+    seconds: int         # how long it took at 2 at a time (ADR 0014 run 3): the longest start first
     injections: int = 2
 
 
 SCENARIOS = (
-    Scenario("adjudicator killed", "single", "kill_worker"),
-    Scenario("projector killed", "single", "kill_projector"),
-    Scenario("process paused 10 s", "single", "pause_process"),
-    Scenario("nats-server killed", "single", "kill_nats"),
-    Scenario("postgres killed", "single", "kill_postgres"),
-    Scenario("R3 stream leader killed", "r3", "kill_leader"),
-    Scenario("R3 stream leader paused 10 s", "r3", "pause_leader"),
-    Scenario("R3 follower's block corrupted", "r3", "corrupt_follower", injections=1),
+    Scenario("adjudicator killed", "single", "kill_worker", 150),
+    Scenario("projector killed", "single", "kill_projector", 276),
+    Scenario("process paused 10 s", "single", "pause_process", 263),
+    Scenario("nats-server killed", "single", "kill_nats", 184),
+    Scenario("postgres killed", "single", "kill_postgres", 118),
+    Scenario("R3 stream leader killed", "r3", "kill_leader", 279),
+    Scenario("R3 stream leader paused 10 s", "r3", "pause_leader", 275),
+    Scenario("R3 follower's block corrupted", "r3", "corrupt_follower", 269, injections=1),
 )
 
 
@@ -51,8 +52,10 @@ class ScenarioResult:
     persons: int
     settlements: int
     messages: int = 0                 # settlements + re-sends
+    start_seconds: float = 0.0
     setup_seconds: float = 0.0
     feed_seconds: float = 0.0
+    check_seconds: dict[str, float] = field(default_factory=dict)   # phase of the end checks → seconds
     total_seconds: float = 0.0
     retries: dict[str, int] = field(default_factory=dict)
     faults: list[FaultRecord] = field(default_factory=list)
@@ -114,6 +117,7 @@ async def run_scenario(scenario: Scenario, work_dir: Path, results: list[Scenari
     began = time.monotonic()
     try:
         await stack.start()
+        result.start_seconds = round(time.monotonic() - began, 1)
         answers = Answers()
         async with Feeders(stack, answers) as feeders:
             started = time.monotonic()
@@ -133,7 +137,7 @@ async def run_scenario(scenario: Scenario, work_dir: Path, results: list[Scenari
             result.feed_seconds = round(time.monotonic() - started, 1)
         result.retries = {f"{t} {why}": n for (t, why), n in sorted(answers.retries.items())}
         log(f"{scenario.name}: fed in {result.feed_seconds} s ({result.rate:,.0f}/s); checking")
-        result.checks = await _check(stack, workload, answers, items)
+        result.checks = await _check(stack, workload, answers, items, result.check_seconds)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"[:2000]
     except asyncio.CancelledError:
@@ -145,15 +149,28 @@ async def run_scenario(scenario: Scenario, work_dir: Path, results: list[Scenari
     return result
 
 
-async def _check(stack: Stack, workload: Workload, answers: Answers, items: list[Item]) -> list[Check]:
+async def _check(stack: Stack, workload: Workload, answers: Answers, items: list[Item],
+                 seconds: dict[str, float]) -> list[Check]:
+    """The end checks; ``seconds`` gets how long each phase took (where a scenario's time goes)."""
     import nats
+
+    mark = time.monotonic()
+
+    def took(phase: str) -> None:
+        nonlocal mark
+        seconds[phase], mark = round(time.monotonic() - mark, 1), time.monotonic()
 
     nc = await nats.connect(servers=stack.urls_for("ledger").split(","), connect_timeout=5)
     try:
         history = await read_history(nc.jetstream(timeout=10.0))
     finally:
         await nc.close()
+    took("stream read")
     await caught_up(stack.database_url, history.last_seq)
+    took("projectors catch up")
     comparison = await compare_with_rebuild(stack)
+    took("rebuild and compare")
     keys = list(dict.fromkeys(item.key for item in items))
-    return await run_checks(stack, keys, answers, history, comparison)
+    checks = await run_checks(stack, keys, answers, history, comparison)
+    took("verify and the rest")
+    return checks
