@@ -42,7 +42,7 @@ async def checkpoints(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["projection"]: r["seq"] for r in await conn.fetch("SELECT projection, seq FROM projection_checkpoint")}
 
 
-async def caught_up(database_url: str, last_seq: int, timeout: float = 180.0, stalled: float = 30.0) -> dict[str, int]:
+async def caught_up(database_url: str, last_seq: int, timeout: float = 180.0, stalled: float = 15.0) -> dict[str, int]:
     """Wait until every projection's checkpoint reached ``last_seq``, or moved no further for ``stalled``
     seconds (a projector that stopped on purpose, on a stream that lost events); the checkpoints then."""
     deadline = time.monotonic() + timeout
