@@ -23,6 +23,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "configure_logging"]
 
 _DECISION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_BATCH_BUCKETS = (0, 16, 32, 64, 128, 256, 499)
 
 
 def configure_logging(level: str | None = None) -> None:
@@ -94,6 +95,12 @@ class Metrics:
         self.append_seconds = Histogram("ledger_store_append_seconds",
                                         "One JetStream append: publish to acknowledgement (fsync included)",
                                         buckets=_DECISION_BUCKETS, registry=r)
+        # Group commit (ADR 0016): how full the batches are, and how many members a batch could not keep
+        # (conflict, refused or failed batch: decided again one by one) — a rising share is contention.
+        self.batch_members = Histogram("ledger_group_commit_batch_members", "Commits stored in one atomic batch",
+                                       ["transport"], buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_fell_back = Counter("ledger_group_commit_fell_back_total",
+                                       "Batch members decided again one by one", ["transport"], registry=r)
         self.stream_loss = Gauge("ledger_stream_loss",
                                  "What the read side found the stream lost or holds unsealed, by finding (ADR 0010)",
                                  ["finding"], registry=r)
@@ -121,6 +128,11 @@ class Metrics:
 
     def conflict(self) -> None:
         self.conflicts.inc()
+
+    def batch_stored(self, transport: str, members: int, fell_back: int) -> None:
+        self.batch_members.labels(transport).observe(members)     # 0: a batch refused or failed whole
+        if fell_back:
+            self.batch_fell_back.labels(transport).inc(fell_back)
 
     def person_loaded(self, commits: int, seconds: float) -> None:
         self.person_loads.inc()

@@ -218,6 +218,7 @@ class GroupCommit:
         self.fell_back += len(again)
         metrics = self.adjudicator.metrics
         if metrics is not None:
+            metrics.batch_stored(self.transport or "other", len(answered), len(again))
             elapsed = time.perf_counter() - started
             for _, r in answered:
                 metrics.observe(self.transport or "other", r, elapsed)

@@ -72,6 +72,10 @@ async def test_per_person_order_holds_under_concurrent_feeders(fresh_nats_url: s
         got = await burst(fresh_admin_nc, fresh_platform_nc.jetstream(), lines, "order", out, feeders=4)
         assert ledger.feed is not None and ledger.feed.group is not None
         assert ledger.feed.group.batches >= 2 and ledger.feed.group.batched > len(lines) // 2
+        sizes = {"transport": "feed"}
+        registry = ledger.metrics.registry
+        assert registry.get_sample_value("ledger_group_commit_batch_members_count", sizes) == ledger.feed.group.batches
+        assert registry.get_sample_value("ledger_group_commit_batch_members_sum", sizes) == ledger.feed.group.batched
         js = ledger.js
         assert sorted(got) == list(range(len(lines))) and all(len(r) == 1 for r in got.values())
         assert {r[0]["result"] for r in got.values()} == {"settled"}
@@ -95,6 +99,8 @@ async def test_a_batch_with_a_stale_member_falls_back_and_answers_each_once(
         got = await burst(fresh_admin_nc, fresh_platform_nc.jetstream(), lines, "stale", out)
         group = ledger.feed.group
         assert group.fell_back >= 1                                 # the batch holding GS-0 failed whole
+        registry = ledger.metrics.registry                          # and the operator sees it
+        assert registry.get_sample_value("ledger_group_commit_fell_back_total", {"transport": "feed"}) == group.fell_back
         assert sorted(got) == list(range(20)) and all(len(r) == 1 for r in got.values())
         assert {r[0]["result"] for r in got.values()} == {"settled"}
         _, commits = await person_from_stream(ledger.js, ledger.person_key("GS-0"), "GS-0")
