@@ -14,7 +14,9 @@ decide here — unreadable, a dead letter, a hospital not yet known, a failed lo
 a batch whose append failed, goes back to the caller to be decided one by one (`Handler.handle`),
 which reloads and retries as it always does: a failed batch is never half-answered, and a batch that
 was stored after all (an ack lost) is then found in the stream, answered ``duplicate`` and never paid
-twice.
+twice. A batch lost to another writer (`Conflict`: one member's person moved on, or one key was taken)
+is stored once more without the members the store no longer finds current (`Store.current`); their
+decisions are unchanged, since a batch's members share no person and no key.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from events.messages import Inbound, Medins, Settlement, YearClose
 from events.results import Outbound
 from events.validation import decode
 from services.adjudicator.handler import Handler, global_key
+from services.adjudicator.store import Conflict
 from services.policy.decision import Context, Decision
 
 log = structlog.get_logger(component="ledger.batch")
@@ -142,15 +145,32 @@ async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Ou
         staged.append((i, decision, person))
     if not staged:
         return out
-    try:
-        await store.append_batch([(decision, person) for _, decision, person in staged])
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:                                   # a conflict, a taken key, NATS: one by one
-        log.info("batch_fell_back", members=len(staged), error=type(exc).__name__)
-        for _, decision, _ in staged:
-            store.forget(decision.psn_no)                      # type: ignore[arg-type]
-        return out                                             # the staged members are still None
+    for attempt in (1, 2):
+        try:
+            await store.append_batch([(decision, person) for _, decision, person in staged])
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:                               # a conflict, a taken key, NATS: one by one
+            kept = await _still_current(store, staged) if attempt == 1 and isinstance(exc, Conflict) else []
+            log.info("batch_fell_back", members=len(staged) - len(kept), kept=len(kept), error=type(exc).__name__)
+            keep = {id(decision) for _, decision, _ in kept}
+            for _, decision, _ in staged:
+                if id(decision) not in keep:
+                    store.forget(decision.psn_no)              # type: ignore[arg-type]
+            if not kept:
+                return out                                     # the staged members are still None
+            staged = kept
     for i, decision, _ in staged:
         out[i] = decision.results
     return out
+
+
+async def _still_current(store: Any, staged: list[tuple[int, Decision, Any]]) -> list[tuple[int, Decision, Any]]:
+    """The members of a refused batch still decided on current state (none, if the store cannot tell now)."""
+    try:
+        current = await store.current([(decision, person) for _, decision, person in staged])
+    except Exception as exc:                                   # NATS away: every member one by one
+        log.info("batch_members_not_checked", error=type(exc).__name__)
+        return []
+    return [member for member, ok in zip(staged, current) if ok]
