@@ -14,9 +14,12 @@ decide here — unreadable, a dead letter, a hospital not yet known, a failed lo
 a batch whose append failed, goes back to the caller to be decided one by one (`Handler.handle`),
 which reloads and retries as it always does: a failed batch is never half-answered, and a batch that
 was stored after all (an ack lost) is then found in the stream, answered ``duplicate`` and never paid
-twice. A batch lost to another writer (`Conflict`: one member's person moved on, or one key was taken)
-is stored once more without the members the store no longer finds current (`Store.current`); their
-decisions are unchanged, since a batch's members share no person and no key.
+twice. A batch lost to another writer (`Conflict`: a member's person moved on, or a key was taken) is
+stored again: the members the store still finds current (`Store.current`) as decided — a batch's
+members share no person and no key, so one member's news changes no other's decision — and the
+others caught up and decided anew, at most `ATTEMPTS` times in all. With three adjudicators on the
+same persons (make chaos), most members of a feed batch had been decided on state another process had
+since moved on, and one by one each paid a catch-up, a second decision and two single appends.
 """
 from __future__ import annotations
 
@@ -104,6 +107,9 @@ class Waiting:
         return self._tag
 
 
+ATTEMPTS = 3      # a batch lost to another writer is stored again, its stale members decided anew, twice at most
+
+
 async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Outbound] | None]:
     """Decide `members` (distinct persons and keys, none a barrier) and store them as one batch.
 
@@ -112,27 +118,59 @@ async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Ou
     store = handler.store
     out: list[list[Outbound] | None] = [None] * len(members)
     ref = await store.reference(False)
-    psn_nos: list[str] = [w.tag().psn_no for w in members]     # type: ignore[misc]
-    missing = [p for p in psn_nos if not store.cached(p)]
-    if missing:                                                # read from the stream together, not in turn
-        await asyncio.gather(*(store.person(p) for p in missing), return_exceptions=True)
-    persons: list[Any] = []
-    for psn_no in psn_nos:                                     # cached now: no task each
-        try:
-            persons.append(await store.person(psn_no))
-        except Exception as exc:
-            persons.append(exc)
+    todo = list(range(len(members)))
     staged: list[tuple[int, Decision, Any]] = []
-    for i, (waiting, person) in enumerate(zip(members, persons)):
-        message = waiting.message
-        if isinstance(person, BaseException) or message is None:
+    for attempt in range(1, ATTEMPTS + 1):
+        staged += await _decide(handler, members, todo, ref, out, fresh=attempt > 1)
+        if not staged:
+            return out
+        try:
+            await store.append_batch([(decision, person) for _, decision, person in staged])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:                               # a conflict, a taken key, NATS
+            again = attempt < ATTEMPTS and isinstance(exc, Conflict)
+            kept = await _still_current(store, staged) if again else []
+            keep = {id(decision) for _, decision, _ in kept}
+            todo = [i for i, decision, _ in staged if id(decision) not in keep]
+            for i in todo:
+                store.forget(members[i].tag().psn_no)          # type: ignore[arg-type]
+            log.info("batch_refused", attempt=attempt, stale=len(todo), kept=len(kept), error=type(exc).__name__)
+            if not kept and not again:
+                return out                                     # every staged member one by one
+            staged = kept
+            continue
+        for i, decision, _ in staged:
+            out[i] = decision.results
+        return out
+    return out
+
+
+async def _decide(handler: Handler, members: list[Waiting], todo: list[int], ref: Any,
+                  out: list[list[Outbound] | None], *, fresh: bool) -> list[tuple[int, Decision, Any]]:
+    """Decide the members `todo` on their persons' state now (read together, not in turn): the decisions
+    to store, by member; a duplicate goes straight to `out`; what cannot be decided here stays None.
+    ``fresh``: after a refused batch, a key's holder is read from the stream, not from memory."""
+    store = handler.store
+    psn_nos: list[str] = [members[i].tag().psn_no for i in todo]   # type: ignore[misc]
+    missing = [p for p in psn_nos if not store.cached(p)]
+    if missing:
+        await asyncio.gather(*(store.person(p) for p in missing), return_exceptions=True)
+    staged: list[tuple[int, Decision, Any]] = []
+    for i, psn_no in zip(todo, psn_nos):
+        message = members[i].message
+        try:
+            person = await store.person(psn_no)                # cached now: no task each
+        except Exception:
             continue                                           # the one-by-one path meets the error itself
+        if message is None:
+            continue
         if isinstance(message, Settlement) and message.fixmedins_code not in ref.hospitals:
             continue                                           # it refreshes the reference data first
-        key = waiting.tag().key
+        key = members[i].tag().key
         ctx = Context(now=handler.clock(), correlation_id=handler.new_id())
         try:
-            taken = key is not None and await store.key_taken(key, person.psn_no, False)
+            taken = key is not None and await store.key_taken(key, person.psn_no, fresh)
             decision = handler.engine.decide(message, person, ref, ctx, key_taken=taken)
         except Exception as exc:                               # decided again one by one, and handled there
             log.warning("batch_member_not_decided", error=type(exc).__name__)
@@ -143,27 +181,7 @@ async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Ou
             out[i] = decision.results                          # a duplicate: answered from state
             continue
         staged.append((i, decision, person))
-    if not staged:
-        return out
-    for attempt in (1, 2):
-        try:
-            await store.append_batch([(decision, person) for _, decision, person in staged])
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:                               # a conflict, a taken key, NATS: one by one
-            kept = await _still_current(store, staged) if attempt == 1 and isinstance(exc, Conflict) else []
-            log.info("batch_fell_back", members=len(staged) - len(kept), kept=len(kept), error=type(exc).__name__)
-            keep = {id(decision) for _, decision, _ in kept}
-            for _, decision, _ in staged:
-                if id(decision) not in keep:
-                    store.forget(decision.psn_no)              # type: ignore[arg-type]
-            if not kept:
-                return out                                     # the staged members are still None
-            staged = kept
-    for i, decision, _ in staged:
-        out[i] = decision.results
-    return out
+    return staged
 
 
 async def _still_current(store: Any, staged: list[tuple[int, Decision, Any]]) -> list[tuple[int, Decision, Any]]:
