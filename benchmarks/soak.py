@@ -47,6 +47,7 @@ from services.runtime.embedded import start_nats
 REPO = Path(__file__).resolve().parents[1]
 WINDOW, PER_PERSON, CACHE = 500, 20, 1_500
 CONCURRENCY = 64
+RETRIES = 5               # tries of 30 s per message before the soak gives up
 BUDGET = 1_200.0        # seconds of feeding at most (SOAK_SECONDS): bounded, whatever the machine
 TOKEN = "soak-platform-token"
 
@@ -121,7 +122,7 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
         nc = await nats.connect(server.url_for("platform"), pending_size=256 * 1024 * 1024)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             source = messages(settlements)
-            settled = errors = 0
+            settled = errors = retried = 0
             started, cpu0 = time.monotonic(), _cpu_seconds(proc.pid)
 
             for _ in s.HOSPITALS:                       # reference data first: barriers, one at a time
@@ -129,13 +130,21 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
                 await nc.request(f"ledger.rpc.{msg_type}", body, timeout=30)
 
             async def feeder() -> None:
-                nonlocal settled, errors
+                nonlocal settled, errors, retried
                 for msg_type, body in source:
                     if time.monotonic() - started > budget:
                         return
-                    reply = await nc.request(f"ledger.rpc.{msg_type}", body, timeout=30)
+                    for attempt in range(RETRIES):        # as the platform would: the same message again
+                        try:
+                            reply = await nc.request(f"ledger.rpc.{msg_type}", body, timeout=30)
+                            break
+                        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                            retried += 1
+                    else:
+                        raise RuntimeError(f"no answer to one message after {RETRIES} tries of 30 s")
                     if msg_type == "settlement":
-                        if b'"result":"settled"' in reply.data:
+                        # A retry of a message decided before: `duplicate`, with the stored figures.
+                        if b'"result":"settled"' in reply.data or (attempt and b'"result":"duplicate"' in reply.data):
                             settled += 1
                         else:
                             errors += 1
@@ -147,6 +156,9 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
                     samples.append((round(time.monotonic() - started, 1), settled, _rss(proc.pid), _frozen(text)))
                     if at_warm is None and settled >= warm_up(settlements):
                         at_warm = text
+                    if len(samples) % 60 == 0:           # how far it got, should it end early
+                        print(f"soak: {settled:,} settled in {samples[-1][0]:.0f} s, RSS {samples[-1][2] / 2**20:.0f} MB, "
+                              f"{retried} retried", file=sys.stderr, flush=True)
                     await asyncio.sleep(1.0)
 
             watch = asyncio.create_task(sampler())
@@ -156,6 +168,10 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
             text = await _metrics(http)
             samples.append((round(seconds, 1), settled, _rss(proc.pid), _frozen(text)))
             pauses = tail.pauses(tail.histograms(at_warm or ""), tail.histograms(text))
+    except BaseException:                         # the temporary directory goes: show why it ended here
+        print(f"soak ended early; ledger run (exit {proc.poll()}) logged:\n"
+              f"{(work / 'ledger.log').read_text(errors='replace')[-3000:]}", file=sys.stderr, flush=True)
+        raise
     finally:
         if nc is not None:
             await nc.close()
@@ -165,8 +181,8 @@ async def soak(work: Path, settlements: int, env: dict[str, str], budget: float 
         if proc.poll() is None:
             proc.kill()
         await asyncio.to_thread(server.stop)
-    return {"samples": samples, "settled": settled, "target": settlements, "errors": errors, "seconds": seconds, "cpu": cpu,
-            "pauses_after_warm_up": pauses}
+    return {"samples": samples, "settled": settled, "target": settlements, "errors": errors, "retried": retried,
+            "seconds": seconds, "cpu": cpu, "pauses_after_warm_up": pauses}
 
 
 def _free_port() -> int:
