@@ -14,12 +14,7 @@ decide here — unreadable, a dead letter, a hospital not yet known, a failed lo
 a batch whose append failed, goes back to the caller to be decided one by one (`Handler.handle`),
 which reloads and retries as it always does: a failed batch is never half-answered, and a batch that
 was stored after all (an ack lost) is then found in the stream, answered ``duplicate`` and never paid
-twice. A batch lost to another writer (`Conflict`: a member's person moved on, or a key was taken) is
-stored again: the members the store still finds current (`Store.current`) as decided — a batch's
-members share no person and no key, so one member's news changes no other's decision — and the
-others caught up and decided anew, at most `ATTEMPTS` times in all. With three adjudicators on the
-same persons (make chaos), most members of a feed batch had been decided on state another process had
-since moved on, and one by one each paid a catch-up, a second decision and two single appends.
+twice.
 """
 from __future__ import annotations
 
@@ -34,7 +29,6 @@ from events.messages import Inbound, Medins, Settlement, YearClose
 from events.results import Outbound
 from events.validation import decode
 from services.adjudicator.handler import Handler, global_key
-from services.adjudicator.store import Conflict
 from services.policy.decision import Context, Decision
 
 log = structlog.get_logger(component="ledger.batch")
@@ -107,9 +101,6 @@ class Waiting:
         return self._tag
 
 
-ATTEMPTS = 3      # a batch lost to another writer is stored again, its stale members decided anew, twice at most
-
-
 async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Outbound] | None]:
     """Decide `members` (distinct persons and keys, none a barrier) and store them as one batch.
 
@@ -118,59 +109,27 @@ async def decide_batch(handler: Handler, members: list[Waiting]) -> list[list[Ou
     store = handler.store
     out: list[list[Outbound] | None] = [None] * len(members)
     ref = await store.reference(False)
-    todo = list(range(len(members)))
-    staged: list[tuple[int, Decision, Any]] = []
-    for attempt in range(1, ATTEMPTS + 1):
-        staged += await _decide(handler, members, todo, ref, out, fresh=attempt > 1)
-        if not staged:
-            return out
-        try:
-            await store.append_batch([(decision, person) for _, decision, person in staged])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:                               # a conflict, a taken key, NATS
-            again = attempt < ATTEMPTS and isinstance(exc, Conflict)
-            kept = await _still_current(store, staged) if again else []
-            keep = {id(decision) for _, decision, _ in kept}
-            todo = [i for i, decision, _ in staged if id(decision) not in keep]
-            for i in todo:
-                store.forget(members[i].tag().psn_no)          # type: ignore[arg-type]
-            log.info("batch_refused", attempt=attempt, stale=len(todo), kept=len(kept), error=type(exc).__name__)
-            if not kept and not again:
-                return out                                     # every staged member one by one
-            staged = kept
-            continue
-        for i, decision, _ in staged:
-            out[i] = decision.results
-        return out
-    return out
-
-
-async def _decide(handler: Handler, members: list[Waiting], todo: list[int], ref: Any,
-                  out: list[list[Outbound] | None], *, fresh: bool) -> list[tuple[int, Decision, Any]]:
-    """Decide the members `todo` on their persons' state now (read together, not in turn): the decisions
-    to store, by member; a duplicate goes straight to `out`; what cannot be decided here stays None.
-    ``fresh``: after a refused batch, a key's holder is read from the stream, not from memory."""
-    store = handler.store
-    psn_nos: list[str] = [members[i].tag().psn_no for i in todo]   # type: ignore[misc]
+    psn_nos: list[str] = [w.tag().psn_no for w in members]     # type: ignore[misc]
     missing = [p for p in psn_nos if not store.cached(p)]
-    if missing:
+    if missing:                                                # read from the stream together, not in turn
         await asyncio.gather(*(store.person(p) for p in missing), return_exceptions=True)
-    staged: list[tuple[int, Decision, Any]] = []
-    for i, psn_no in zip(todo, psn_nos):
-        message = members[i].message
+    persons: list[Any] = []
+    for psn_no in psn_nos:                                     # cached now: no task each
         try:
-            person = await store.person(psn_no)                # cached now: no task each
-        except Exception:
+            persons.append(await store.person(psn_no))
+        except Exception as exc:
+            persons.append(exc)
+    staged: list[tuple[int, Decision, Any]] = []
+    for i, (waiting, person) in enumerate(zip(members, persons)):
+        message = waiting.message
+        if isinstance(person, BaseException) or message is None:
             continue                                           # the one-by-one path meets the error itself
-        if message is None:
-            continue
         if isinstance(message, Settlement) and message.fixmedins_code not in ref.hospitals:
             continue                                           # it refreshes the reference data first
-        key = members[i].tag().key
+        key = waiting.tag().key
         ctx = Context(now=handler.clock(), correlation_id=handler.new_id())
         try:
-            taken = key is not None and await store.key_taken(key, person.psn_no, fresh)
+            taken = key is not None and await store.key_taken(key, person.psn_no, False)
             decision = handler.engine.decide(message, person, ref, ctx, key_taken=taken)
         except Exception as exc:                               # decided again one by one, and handled there
             log.warning("batch_member_not_decided", error=type(exc).__name__)
@@ -181,14 +140,17 @@ async def _decide(handler: Handler, members: list[Waiting], todo: list[int], ref
             out[i] = decision.results                          # a duplicate: answered from state
             continue
         staged.append((i, decision, person))
-    return staged
-
-
-async def _still_current(store: Any, staged: list[tuple[int, Decision, Any]]) -> list[tuple[int, Decision, Any]]:
-    """The members of a refused batch still decided on current state (none, if the store cannot tell now)."""
+    if not staged:
+        return out
     try:
-        current = await store.current([(decision, person) for _, decision, person in staged])
-    except Exception as exc:                                   # NATS away: every member one by one
-        log.info("batch_members_not_checked", error=type(exc).__name__)
-        return []
-    return [member for member, ok in zip(staged, current) if ok]
+        await store.append_batch([(decision, person) for _, decision, person in staged])
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:                                   # a conflict, a taken key, NATS: one by one
+        log.info("batch_fell_back", members=len(staged), error=type(exc).__name__)
+        for _, decision, _ in staged:
+            store.forget(decision.psn_no)                      # type: ignore[arg-type]
+        return out                                             # the staged members are still None
+    for i, decision, _ in staged:
+        out[i] = decision.results
+    return out

@@ -34,10 +34,6 @@ class Store(Protocol):
         """Append several persons' decisions (distinct persons, each with events) all at once or not at all,
         each guarded as `append` (group commit, ADR 0016); raises Conflict and stores nothing."""
 
-    async def current(self, pairs: list[tuple[Decision, Person]]) -> list[bool]:
-        """Per pair, whether the person and the keys it claims are still as it was decided on: after a
-        batch was refused, the members that are may be stored again as decided (ADR 0016)."""
-
     async def key_taken(self, key: tuple[str, str], psn_no: str, fresh: bool) -> bool:
         """Whether another person holds this global key (`fresh`: ask the source of truth, after a
         conflict; else a cheap answer is enough, since the append itself refuses a taken key)."""

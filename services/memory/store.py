@@ -85,14 +85,6 @@ class MemoryStore:
         for decision, person in pairs:
             await self.append(decision, person)
 
-    async def current(self, pairs: list[tuple[Decision, Person]]) -> list[bool]:
-        out = []
-        for decision, person in pairs:
-            now = self.persons.get(decision.psn_no or "")
-            out.append(decision.psn_no is not None and (now.version if now else 0) == person.version
-                       and all(self.keys.get(key, decision.psn_no) == decision.psn_no for key in decision.claims))
-        return out
-
     def cached(self, psn_no: str) -> bool:
         return True
 

@@ -6,12 +6,8 @@ each expecting the person's version on ``ledger.person.<person_key>``. The serve
 expectation at commit, under the stream's lock, and stores all or nothing; only the commit message is
 acknowledged, with the last sequence (the others hold the sequences just before it, in order).
 
-Any refusal (10071: a stale person or a taken key; a batch error) raises and nothing is stored. After
-a 10071 the caller asks `still_current` which members' subjects still end where they were decided
-(one direct get each, at most 32 at a time) and stores those again as one batch; only the others are
-decided again one by one (catching their person up first). Before, one stale member sent every
-member of its batch through a catch-up read, a second decision and two single appends: with three
-adjudicators on the same persons (make chaos), 1,197 of 1,265 feed members fell back so. An ack that does not come in time is settled by the
+Any refusal (10071: a stale person or a taken key; a batch error) raises and nothing is stored: the
+caller decides the members again one by one. An ack that does not come in time is settled by the
 stream, as `Appending._published` (services/nats/appending.py) does for one commit: the batch's last commit found on its
 subject means all of it was stored (it is atomic), and it is answered as decided; otherwise the
 timeout is raised and the members are decided again one by one, which read the stream first — a
@@ -30,14 +26,13 @@ from events import ledger as ev
 from events.chain import encode_sealed, seal_stored
 from events.upcast import commit_id
 from services.nats.person_cache import CachedPerson
-from services.nats.reads import last_subject_sequence, read_subject
+from services.nats.reads import read_subject
 from services.policy.decision import Decision
 from services.policy.state import Person, apply_commit
 
 log = structlog.get_logger(component="ledger.store")
 
 _HEADROOM = 256           # bytes of batch headers beside each payload
-_LOOKUPS = 32             # direct gets at once when finding the members still current
 
 
 async def append_batch(store: Any, pairs: list[tuple[Decision, Person]]) -> None:
@@ -103,24 +98,3 @@ async def _published_batch(store: Any, messages: list[tuple[str, bytes, int]], l
         raise
 
 
-
-
-async def still_current(store: Any, pairs: list[tuple[Decision, Person]]) -> list[bool]:
-    """Per pair: its person's subject ends at the version it was decided on, and every key it would
-    claim has no claim yet. A direct get may come from an R3 follower behind the leader; it then reads
-    short and the member goes one by one: a wasted store, never a wrong one (the server checks again)."""
-    slots = asyncio.Semaphore(_LOOKUPS)
-
-    async def last(subject: str) -> int:
-        async with slots:
-            return await last_subject_sequence(store.js, subject, stream=store.stream)
-
-    async def one(decision: Decision, person: Person) -> bool:
-        entry = store._cache.get(person.psn_no)
-        subject = entry.subject if entry is not None else store.subject_of(person.psn_no)
-        holder = subject.rsplit(".", 1)[1]
-        keys = [store.keys.subject(key) for key in decision.claims if store.keys.held_by(key) != holder]
-        seen = await asyncio.gather(last(subject), *(last(k) for k in keys))
-        return seen[0] == person.version and not any(seen[1:])
-
-    return list(await asyncio.gather(*(one(d, p) for d, p in pairs)))

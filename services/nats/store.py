@@ -46,7 +46,7 @@ from events.subjects import PERSON_SUBJECT, STREAM
 from services.adjudicator.store import LedgerHeld
 from services.integrity.findings import FORGED_MESSAGE, Finding
 from services.nats.appending import Appending
-from services.nats.batch_append import append_batch, still_current
+from services.nats.batch_append import append_batch
 from services.nats.key_claims import KeyClaims
 from services.nats.person_cache import CachedPerson, PersonCache
 from services.nats.person_reader import PersonReader
@@ -140,11 +140,6 @@ class JetStreamStore(Appending):
     async def append_batch(self, pairs: list[tuple[Decision, Person]]) -> None:
         """Several persons' decisions as one atomic batch (group commit, services/nats/batch_append.py)."""
         await append_batch(self, pairs)
-
-    async def current(self, pairs: list[tuple[Decision, Person]]) -> list[bool]:
-        """Each person's subject still ending at the version decided on, and each key it would claim
-        still unclaimed (services/nats/batch_append.py `still_current`)."""
-        return await still_current(self, pairs)
 
     def forget(self, psn_no: str) -> None:
         """After a conflict: the next `person()` catches the cached state up from the stream."""

@@ -172,30 +172,6 @@ async def test_one_stale_member_fails_the_whole_batch(store) -> None:
     assert not await store.key_taken(("setl_id", "S-BS1"), "BS-2", fresh=True)   # nothing of it was stored
 
 
-async def test_after_a_refused_batch_the_members_still_current_store_as_decided(store) -> None:
-    """What group commit does after a `Conflict` (ADR 0016): ask which members are still current, store
-    those again, decide only the others one by one."""
-    await _ready(store, "BC-1", "BC-2", "BC-3", "BC-4")
-    await apply(store, s.settlement("S-BC-HELD", "BC-4"))
-    first = await decide(store, s.settlement("S-BC1", "BC-1"))
-    stale = copy.deepcopy(await store.person("BC-2"))
-    await apply(store, s.settlement("S-BC2a", "BC-2"))                 # moves BC-2 on after `stale`
-    late = await decide(store, s.settlement("S-BC2b", "BC-2"), stale)
-    thief = await decide(store, s.settlement("S-BC-HELD", "BC-3"))     # decided before it knew the holder
-    last = await decide(store, s.settlement("S-BC3", "BC-4"))
-    batch = [first, late, thief, last]
-    with pytest.raises(Conflict):
-        await store.append_batch(batch)
-    assert await store.current(batch) == [True, False, False, True]
-    await store.append_batch([first, last])
-    for psn in ("BC-1", "BC-2", "BC-3", "BC-4"):
-        store.forget(psn)
-    assert list((await store.person("BC-1")).settlements) == ["S-BC1"]
-    assert list((await store.person("BC-2")).settlements) == ["S-BC2a"]
-    assert (await store.person("BC-3")).settlements == {}
-    assert list((await store.person("BC-4")).settlements) == ["S-BC-HELD", "S-BC3"]
-
-
 async def test_a_taken_key_fails_the_whole_batch(store) -> None:
     await _ready(store, "BK-1", "BK-2", "BK-3")
     await apply(store, s.settlement("S-HELD", "BK-1"))
