@@ -76,6 +76,8 @@ Needs = Mapping[type, Iterable[str]]     # event class (or a base such as Settle
 def _lean_type(t: typing.Any) -> typing.Any:
     if t in _AS_TEXT:
         return str
+    if typing.get_origin(t) is typing.Annotated:     # bounds were checked when the message came in
+        return _lean_type(typing.get_args(t)[0])
     if isinstance(t, types.UnionType):
         return functools.reduce(operator.or_, (_lean_type(a) for a in typing.get_args(t)))
     return t
