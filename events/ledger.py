@@ -3,7 +3,8 @@
 The person's events and the one tagged union of every event (`Event`) around one envelope
 (`events/envelope.py`); reference and integrity events are in `events/reference_events.py`;
 the one decoder is `events/upcast.py`. Evolution is additive: a new field gets a default; a
-change of meaning is a new event type. Every payment event carries the
+change of meaning or shape is a new event type (a new tag), its old tag read through an upcaster
+(ADR 0017). Every payment event carries the
 inputs and cumulative figures it used so a supervisor can redo it by hand
 (policy.md §8.5).
 """
@@ -18,6 +19,7 @@ import msgspec
 from events.envelope import LedgerEvent
 from events.reference_events import (KeyClaimed, LossAccepted, MedinsRecorded, MessageRejected, PackActivated,
                                      SequenceNotRestored, StreamRestored, YearClosed)
+from events.messages import Settlement
 from events.results import Result
 # The reference and integrity events are importable from here too (`ev.MedinsRecorded`), as before.
 
@@ -71,31 +73,34 @@ class PremiumSubsidyGranted(LedgerEvent, tag="premium_subsidy_granted"):
 
 # --- settlements and their payment lines -------------------------------------------
 
-class SettlementFacts(LedgerEvent, kw_only=True):
-    """What the platform settled, what the ledger decided, and the counters it moved."""
-    setl_id: str
-    mdtrt_id: str
-    psn_no: str
-    admdvs: str
-    year: int
-    insutype: str
-    med_type: str
-    chronic_mgmt: str | None
-    special_drug: bool
-    fixmedins_code: str
+class Hospital(msgspec.Struct, frozen=True, kw_only=True):
+    """The settlement's hospital as the ledger knew it (its last `MedinsRecorded`) when deciding, kept in
+    the facts so a re-decision sees what the first decision saw, whatever was recorded since."""
     designated: bool
     in_province: bool
-    ooc_class: str | None
-    serious_disease_designated: bool
-    begndate: dt.date
-    enddate: dt.date
-    setl_time: dt.datetime
-    dise_codg: str
-    medfee_sumamt: Decimal
-    fulamt_ownpay_amt: Decimal
-    inscp_scp_amt: Decimal
-    hifp_pay: Decimal
-    oth_pay: Decimal
+    ooc_class: str | None = None
+    serious_disease_designated: bool = False
+
+    @classmethod
+    def recorded(cls, e: MedinsRecorded) -> Hospital:
+        return cls(designated=e.designated, in_province=e.in_province, ooc_class=e.ooc_class,
+                   serious_disease_designated=e.serious_disease_designated)
+
+
+class SettlementFacts(LedgerEvent, kw_only=True):
+    """What the platform settled (`settlement`, exactly as sent), the hospital as the ledger knew it, what
+    the ledger decided, and the counters it moved.
+
+    `setl_id`, `psn_no` and `year` (the policy year decided, not a field of the settlement) are the keys
+    every settlement event carries at its top, so readers key them without knowing the type (ADR 0017).
+    Replaces the flat shape of tags `hospital_stay_settled` / `outpatient_visit_settled`, which
+    `events/upcast.py` reads as this one.
+    """
+    setl_id: str
+    psn_no: str
+    year: int
+    settlement: Settlement
+    hospital: Hospital
     status: str | None
     oop: Decimal
     remaining: Decimal
@@ -109,18 +114,18 @@ class SettlementFacts(LedgerEvent, kw_only=True):
     hosp_part_amt: Decimal
     psn_part_amt: Decimal
     # A quota-managed visit settled after its area's year_close: paid visit by visit (临汾 二(五) at
-    # §6 ratios, within the cap) since no close will come again. Added later: absent means False.
+    # §6 ratios, within the cap) since no close will come again.
     after_year_close: bool = False
     # The 大病 deductible of the status applied (policy.md §4), so read models show the deductible the
-    # decision used, not today's pack. Added later: absent means not recorded.
+    # decision used, not today's pack. Absent (in the flat shape's oldest events) means not recorded.
     ci_deductible: Decimal | None = None
 
 
-class HospitalStaySettled(SettlementFacts, tag="hospital_stay_settled"):
+class HospitalStaySettled(SettlementFacts, tag="hospital_stay_settled_v2"):
     pass
 
 
-class OutpatientVisitSettled(SettlementFacts, tag="outpatient_visit_settled"):
+class OutpatientVisitSettled(SettlementFacts, tag="outpatient_visit_settled_v2"):
     pass
 
 

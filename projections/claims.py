@@ -92,8 +92,9 @@ def fold_claims(state: ClaimsState, msg: Message) -> list[Op]:
     cancel_time: dt.datetime | None = None
     for idx, e in enumerate(msg.events):
         if isinstance(e, ev.SettlementFacts):
-            state.settlements[(pk, e.setl_id)] = SetlMeta(e.admdvs, e.med_type == INPATIENT, e.ci_base_added,
-                                                          e.assist_base_added, e.medfee_sumamt, e.psn_part_amt,
+            sent = e.settlement
+            state.settlements[(pk, e.setl_id)] = SetlMeta(sent.admdvs, sent.med_type == INPATIENT, e.ci_base_added,
+                                                          e.assist_base_added, sent.medfee_sumamt, e.psn_part_amt,
                                                           Decimal(0))
             ops.append(Insert(SETTLEMENT, _facts_row(msg, e)))
         elif isinstance(e, ev.CriticalIllnessPaid):
@@ -151,14 +152,16 @@ def fold_claims(state: ClaimsState, msg: Message) -> list[Op]:
 def _setl_time(msg: Message) -> dt.datetime | None:
     """Payment lines count in the month the platform settled the stay (the facts lead the decision)."""
     first = msg.events[0]
-    return first.setl_time if isinstance(first, ev.SettlementFacts) else first.recorded_at
+    return first.settlement.setl_time if isinstance(first, ev.SettlementFacts) else first.recorded_at
 
 
 def _facts_row(msg: Message, e: ev.SettlementFacts) -> tuple:
     """The settlement's row in SETTLEMENT column order (COPY needs no names)."""
+    sent = e.settlement
     return (
-        e.setl_id, msg.person_key, e.mdtrt_id, e.admdvs, e.year, e.med_type, e.med_type == INPATIENT, e.insutype,
-        e.fixmedins_code, e.begndate, e.enddate, e.setl_time, e.dise_codg, e.pack, e.pack_version, e.status,
-        e.medfee_sumamt, e.fulamt_ownpay_amt, e.inscp_scp_amt, e.hifp_pay, e.oth_pay, e.oop, e.remaining,
+        e.setl_id, msg.person_key, sent.mdtrt_id, sent.admdvs, e.year, sent.med_type, sent.med_type == INPATIENT,
+        sent.insutype, sent.fixmedins_code, sent.begndate, sent.enddate, sent.setl_time, sent.dise_codg, e.pack,
+        e.pack_version, e.status, sent.medfee_sumamt, sent.fulamt_ownpay_amt, sent.inscp_scp_amt, sent.hifp_pay,
+        sent.oth_pay, e.oop, e.remaining,
         e.ci_base_added, e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt, e.psn_part_amt,
         Decimal(0), False, None, msg.seq, e.event_id, e.recorded_at, Decimal(0), Decimal(0), None)

@@ -11,10 +11,12 @@ fields the selected projections name (and `hash`, `prev_hash`: the seal and chai
 from the catalogue itself, with money, dates and times left as the JSON strings they
 are stored as: PostgreSQL parses them from COPY text, so no Decimal or datetime is
 built for a column. Defaults are the catalogue's, so additive evolution decodes alike.
-Whatever the lean structs refuse (a replaced event type, a changed shape), and every
-event whose type has an upcaster of its own tag, goes through
-`events.upcast.decode_event`, the one decoder with upcasters, and is encoded again in
-today's shape: an old event projects the same either way.
+Whatever the lean structs refuse (a replaced event type, a changed shape) is read as plain
+JSON, upcast by `events.upcast.upcast_event` (the one set of upcasters) and converted into
+the lean struct, its strings left as they are; only what that refuses is decoded whole
+(`decode_event`) and encoded again in today's shape. Every event whose type has an upcaster
+of its own tag is also read whole first. An old event projects the same either way.
+A field that is a struct (the facts' embedded `settlement`) is named `outer.inner`.
 """
 from __future__ import annotations
 
@@ -31,13 +33,14 @@ import msgspec
 from events.chain import check_sealed, read_view
 from events.ledger import Event
 from events.subjects import PERSON_PREFIX
-from events.upcast import UPCASTERS, decode_event
+from events.upcast import UPCASTERS, decode_event, upcast_event
 from projections.model import Message
 
 __all__ = ["PERSON_PREFIX", "LeanDecoder", "decode_message", "merge_needs", "person_key_of", "sealed_message"]
 EVENT_TYPES: tuple[type, ...] = typing.get_args(Event)
 _AS_TEXT = (Decimal, dt.date, dt.datetime)      # sent to PostgreSQL as the stored string
 _ENCODE = msgspec.json.Encoder().encode
+_ANY = msgspec.json.Decoder().decode
 _ALWAYS = ("hash", "prev_hash")       # every lean event: the seal check and the chain screen (heads.py) read them
 
 
@@ -73,6 +76,8 @@ Needs = Mapping[type, Iterable[str]]     # event class (or a base such as Settle
 def _lean_type(t: typing.Any) -> typing.Any:
     if t in _AS_TEXT:
         return str
+    if typing.get_origin(t) is typing.Annotated:     # bounds were checked when the message came in
+        return _lean_type(typing.get_args(t)[0])
     if isinstance(t, types.UnionType):
         return functools.reduce(operator.or_, (_lean_type(a) for a in typing.get_args(t)))
     return t
@@ -93,14 +98,29 @@ def merge_needs(*needs: Needs) -> dict[type, frozenset[str]]:
 def lean_struct(cls: type, needs: Needs) -> type:
     """`cls` cut down to the fields named for it (or for one of its bases); `TYPE` is its tag."""
     wanted = frozenset().union(*(needs.get(base, ()) for base in cls.__mro__), _ALWAYS)
+    tag = cls.__struct_config__.tag
+    return msgspec.defstruct(f"Lean{cls.__name__}", _lean_fields(cls, wanted), tag=tag, tag_field="type",
+                             kw_only=True, gc=False, frozen=True, module=__name__, namespace={"TYPE": tag, "FULL": cls})
+
+
+def _lean_fields(cls: type, wanted: frozenset[str]) -> list[tuple]:
+    """The fields of `cls` in `wanted`; a name `outer.inner` keeps a struct field as a lean struct of its own
+    with only the inner names (an embedded `Settlement` with the few fields a fold reads)."""
+    inner: dict[str, set[str]] = {}
+    for name in wanted:
+        outer, dot, rest = name.partition(".")
+        if dot:
+            inner.setdefault(outer, set()).add(rest)
     fields = []
     for f in msgspec.structs.fields(cls):
-        if f.name in wanted:
+        if f.name in inner:
+            nested = msgspec.defstruct(f"Lean{f.type.__name__}", _lean_fields(f.type, frozenset(inner[f.name])),
+                                       kw_only=True, gc=False, frozen=True, module=__name__)
+            fields.append((f.name, nested))
+        elif f.name in wanted:
             default = msgspec.NODEFAULT if f.required else msgspec.field(default=_lean_default(f.default))
             fields.append((f.name, _lean_type(f.type), default))
-    tag = cls.__struct_config__.tag
-    return msgspec.defstruct(f"Lean{cls.__name__}", fields, tag=tag, tag_field="type", kw_only=True, gc=False,
-                             frozen=True, module=__name__, namespace={"TYPE": tag, "FULL": cls})
+    return fields
 
 
 class LeanDecoder:
@@ -108,8 +128,8 @@ class LeanDecoder:
 
     def __init__(self, needs: Needs):
         self.by_full = {cls: lean_struct(cls, needs) for cls in EVENT_TYPES}
-        union = functools.reduce(operator.or_, self.by_full.values())
-        self._event = msgspec.json.Decoder(union)
+        self._by_tag = {lean.TYPE: lean for lean in self.by_full.values()}
+        self._event = msgspec.json.Decoder(functools.reduce(operator.or_, self.by_full.values()))
         # A type whose own tag has an upcaster is read whole first, as `decode_event` would (a lean
         # struct could accept an old shape the whole one refuses, and skip the upcaster).
         self._upcast = frozenset(lean for cls, lean in self.by_full.items() if lean.TYPE in UPCASTERS)
@@ -121,6 +141,13 @@ class LeanDecoder:
                 return lean
         except msgspec.ValidationError:        # an old shape: upcast like every reader, then cut down
             pass
+        obj = upcast_event(_ANY(raw))          # as JSON values: money, dates and times stay the stored strings
+        lean = self._by_tag.get(obj.get("type")) if isinstance(obj, dict) else None
+        if lean is not None:                   # (into its own struct: converting into the union costs ~10x)
+            try:
+                return msgspec.convert(obj, lean)
+            except msgspec.ValidationError:    # what only the whole types accept (`decode_event` is lax)
+                pass
         return self._event.decode(_ENCODE(decode_event(raw)))
 
     def each(self, slices: list[bytes]) -> list:

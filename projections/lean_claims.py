@@ -28,10 +28,11 @@ _LINE = ("setl_id", "year", "rule_id", "clause", "amount", "pack", "pack_version
 NEEDS = {
     ev.LedgerEvent: ("event_id", "recorded_at", "pack", "pack_version"),
     ev.SettlementFacts: (
-        "setl_id", "mdtrt_id", "admdvs", "year", "med_type", "insutype", "fixmedins_code", "begndate", "enddate",
-        "setl_time", "dise_codg", "status", "medfee_sumamt", "fulamt_ownpay_amt", "inscp_scp_amt", "hifp_pay",
-        "oth_pay", "oop", "remaining", "ci_base_added", "assist_base_added", "hifmi_pay", "maf_pay",
-        "hosp_part_amt", "psn_part_amt", "ci_deductible"),
+        "setl_id", "year", "status", "oop", "remaining", "ci_base_added", "assist_base_added", "hifmi_pay",
+        "maf_pay", "hosp_part_amt", "psn_part_amt", "ci_deductible",
+        *(f"settlement.{name}" for name in (
+            "mdtrt_id", "admdvs", "med_type", "insutype", "fixmedins_code", "begndate", "enddate", "setl_time",
+            "dise_codg", "medfee_sumamt", "fulamt_ownpay_amt", "inscp_scp_amt", "hifp_pay", "oth_pay"))),
     ev.CriticalIllnessPaid: (*_LINE, "base", "ratio", "deductible", "cumulative_before", "cap_limit", "paid_before",
                              "adjustment"),
     ev.AssistancePaid: (*_LINE, "base", "ratio", "threshold", "cumulative_before", "formula_amount", "counter",
@@ -96,7 +97,7 @@ class LeanClaims:
         self.rows, self.seq, self.pk, self.idx, self.escape = rows, seq, pk, 0, escape
         rows.escape = rows.escape or escape
         first = events[0]
-        self.setl_time = first.setl_time if type(first) in self._facts_types else first.recorded_at
+        self.setl_time = first.settlement.setl_time if type(first) in self._facts_types else first.recorded_at
         self.enrol: tuple | None = None
         self.cancel_time: str | None = None
         self.cancels: list[tuple[Year, SetlMeta]] = []
@@ -153,19 +154,20 @@ class LeanClaims:
 
     # --- one handler per event type (claims.fold_claims, then usage.fold_usage) -----------
     def _facts(self, e) -> None:
-        inpatient = e.med_type == INPATIENT
+        sent = e.settlement
+        inpatient = sent.med_type == INPATIENT
         ci_base, assist_base = Decimal(e.ci_base_added), Decimal(e.assist_base_added)
-        medfee, psn = Decimal(e.medfee_sumamt), Decimal(e.psn_part_amt)
-        self.state.settlements[(self.pk, e.setl_id)] = SetlMeta(e.admdvs, inpatient, ci_base, assist_base, medfee,
+        medfee, psn = Decimal(sent.medfee_sumamt), Decimal(e.psn_part_amt)
+        self.state.settlements[(self.pk, e.setl_id)] = SetlMeta(sent.admdvs, inpatient, ci_base, assist_base, medfee,
                                                                 psn, Decimal(0))
         self.rows.copy[SETTLEMENT].append(csv_line((
-            e.setl_id, self.pk, e.mdtrt_id, e.admdvs, e.year, e.med_type, inpatient, e.insutype, e.fixmedins_code,
-            e.begndate, e.enddate, e.setl_time, e.dise_codg, e.pack, e.pack_version, e.status, e.medfee_sumamt,
-            e.fulamt_ownpay_amt, e.inscp_scp_amt, e.hifp_pay, e.oth_pay, e.oop, e.remaining, e.ci_base_added,
-            e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt, e.psn_part_amt, "0", False, None,
-            self.seq, e.event_id, e.recorded_at, "0", "0", None), self.escape))
+            e.setl_id, self.pk, sent.mdtrt_id, sent.admdvs, e.year, sent.med_type, inpatient, sent.insutype,
+            sent.fixmedins_code, sent.begndate, sent.enddate, sent.setl_time, sent.dise_codg, e.pack, e.pack_version,
+            e.status, sent.medfee_sumamt, sent.fulamt_ownpay_amt, sent.inscp_scp_amt, sent.hifp_pay, sent.oth_pay,
+            e.oop, e.remaining, e.ci_base_added, e.assist_base_added, e.hifmi_pay, e.maf_pay, e.hosp_part_amt,
+            e.psn_part_amt, "0", False, None, self.seq, e.event_id, e.recorded_at, "0", "0", None), self.escape))
         y = self._year(e.year, e)
-        y.set.update(admdvs=e.admdvs, insutype=e.insutype, pack=e.pack, pack_version=e.pack_version,
+        y.set.update(admdvs=sent.admdvs, insutype=sent.insutype, pack=e.pack, pack_version=e.pack_version,
                      status_applied=e.status)
         if e.ci_deductible is not None:        # the deductible the decision used (policy.md §4)
             y.set["ci_deductible"] = e.ci_deductible

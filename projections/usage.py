@@ -54,14 +54,14 @@ def fold_usage(state: ClaimsState, msg: Message) -> list[Op]:
 
     for e in msg.events:
         if isinstance(e, ev.SettlementFacts):
-            u = year(e.year, e)
-            k = _kind(e.med_type == INPATIENT)
-            u.set.update(admdvs=e.admdvs, insutype=e.insutype, pack=e.pack, pack_version=e.pack_version,
+            u, sent = year(e.year, e), e.settlement
+            k = _kind(sent.med_type == INPATIENT)
+            u.set.update(admdvs=sent.admdvs, insutype=sent.insutype, pack=e.pack, pack_version=e.pack_version,
                          status_applied=e.status)
             if e.ci_deductible is not None:      # the deductible the decision used (policy.md §4)
                 u.set["ci_deductible"] = e.ci_deductible
             add(u, settlements=1, ci_base=e.ci_base_added, assist_base=e.assist_base_added,
-                **{f"{k}_count": 1, f"{k}_medfee": e.medfee_sumamt, f"{k}_hifmi": e.hifmi_pay,
+                **{f"{k}_count": 1, f"{k}_medfee": sent.medfee_sumamt, f"{k}_hifmi": e.hifmi_pay,
                    f"{k}_maf": e.maf_pay, f"{k}_hosp": e.hosp_part_amt, f"{k}_psn": e.psn_part_amt})
         elif isinstance(e, ev.CriticalIllnessPaid):
             u = year(e.year, e)

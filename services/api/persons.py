@@ -12,6 +12,7 @@ from litestar import Response, Router, get
 from litestar.params import Parameter
 
 from events.ledger import Event
+from events.upcast import tags_of
 from services.api.deps import ApiDeps
 from services.api.read_common import (EXCEPTION_HANDLERS, YEAR, bad, check_limit, db_of, key_of, lag_of, not_found,
                                       parse_cursor, with_lag)
@@ -143,7 +144,8 @@ async def read_person_events(deps: ApiDeps, psn_no: str, year: int | None = None
                              limit: int = 100, cursor: str | None = None) -> TrailPage:
     """One page of a person's audit trail, oldest first."""
     check_limit(limit)
-    if type is not None and type not in EVENT_TYPES:
+    types = None if type is None else tags_of(type)
+    if types is not None and types[0] not in EVENT_TYPES:
         raise bad(f"type is not an event type; known: {sorted(EVENT_TYPES)}")
     after = parse_cursor(cursor)
     key = key_of(deps, psn_no)
@@ -151,8 +153,8 @@ async def read_person_events(deps: ApiDeps, psn_no: str, year: int | None = None
         rows = await conn.fetch(
             "SELECT seq, idx, type, event_id, correlation_id, pack, pack_version, year, prev_hash, hash, recorded_at, "
             "payload FROM ledger_event WHERE person_key = $1 AND ($2::int IS NULL OR year = $2) "
-            "AND ($3::text IS NULL OR type = $3) AND (seq, idx) > ($4, $5) ORDER BY seq, idx LIMIT $6",
-            key, year, type, after[0], after[1], limit + 1)
+            "AND ($3::text[] IS NULL OR type = ANY($3)) AND (seq, idx) > ($4, $5) ORDER BY seq, idx LIMIT $6",
+            key, year, types, after[0], after[1], limit + 1)
         if not rows and cursor is None and not await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM ledger_event WHERE person_key = $1)", key):
             raise not_found("this person")

@@ -57,14 +57,14 @@ class Scope(msgspec.Struct, frozen=True, omit_defaults=True):
 def _where(commit: ev.Commit, facts: dict[str, ev.SettlementFacts]) -> tuple[str | None, dt.date | None]:
     first = commit.events[0]
     if isinstance(first, ev.SettlementFacts):
-        return first.admdvs, first.enddate
+        return first.settlement.admdvs, first.settlement.enddate
     if isinstance(first, ev.EnrolmentRecorded):
         return first.admdvs, first.enrol_date
     if isinstance(first, ev.TiltedGrantPaid):
         return first.admdvs, first.approved_on
     setl = next((facts.get(e.setl_id) for e in commit.events if getattr(e, "setl_id", None)), None)
     if setl is not None:
-        return setl.admdvs, setl.enddate
+        return setl.settlement.admdvs, setl.settlement.enddate
     return getattr(first, "admdvs", None), None
 
 

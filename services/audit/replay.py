@@ -1,8 +1,8 @@
 """Audit replay of one person: decide their messages again, compare with what was paid.
 
 Nothing is written to the ledger. Each stored commit is turned back into the
-inbound message that caused it (settlements from their `SettlementFacts` via
-`settlement_of`/`hospital_of`, identities, enrolments, cancels, grants, year
+inbound message that caused it (a settlement is kept whole in its `SettlementFacts`, with the hospital
+as it was then; identities, enrolments, cancels, grants, year
 ends), and run in the original order through the one decision path (`Handler`,
 one per pack version) over a `MemoryStore`, with the pack version the commit
 names (or the what-if pack). The new events are then compared with the stored ones.
@@ -20,7 +20,6 @@ from services.audit.compare import Difference, Scope, compare_commit
 from services.audit.packs import PackLibrary
 from services.compose.core import build_handler, counted_ids
 from services.memory.store import MemoryStore
-from services.policy.decided import hospital_of, settlement_of
 from services.policy.pack import Pack, PackSet
 from services.policy.year_end import area_prefix
 
@@ -40,7 +39,7 @@ def inbound_of(commit: ev.Commit) -> Inbound | None:
     """The message that produced `commit`, rebuilt from its events (None: nothing to re-decide)."""
     first = commit.events[0]
     if isinstance(first, ev.SettlementFacts):
-        return settlement_of(first)
+        return first.settlement
     if isinstance(first, ev.StatusGranted):
         return PsnIdentity(psn_no=first.psn_no, admdvs=first.admdvs, status=first.status, action="grant",
                            begndate=first.begndate, enddate=first.enddate, source_dept=first.source_dept,
@@ -108,9 +107,9 @@ class PersonReplay:
         first = commit.events[0]
         if isinstance(first, ev.SettlementFacts):
             self.facts[first.setl_id] = first
-            self.store.ref.hospitals[first.fixmedins_code] = hospital_of(first)
+            self.store.ref.hospitals[first.settlement.fixmedins_code] = first.hospital
             if first.after_year_close:     # the close was the area's, not on this person's subject
-                self.store.ref.closed_years.add((area_prefix(first.admdvs), first.year))
+                self.store.ref.closed_years.add((area_prefix(first.settlement.admdvs), first.year))
         self._now = first.recorded_at or dt.datetime.now(dt.timezone.utc)
         before = len(self.store.commits)
         results = await handler.handle(encode_message(message), source="audit")

@@ -119,6 +119,9 @@ CODES: dict[str, tuple[str, str]] = {
     # event types
     "status_granted": ("身份认定", "status granted"), "status_revoked": ("身份取消", "status revoked"),
     "enrolment_recorded": ("参保登记", "enrolment recorded"), "premium_subsidy_granted": ("资助参保", "premium subsidy"),
+    "hospital_stay_settled_v2": ("住院结算", "hospital stay settled"),
+    "outpatient_visit_settled_v2": ("门诊结算", "outpatient visit settled"),
+    # rows projected before ADR 0017 keep the flat facts' tags until a rebuild
     "hospital_stay_settled": ("住院结算", "hospital stay settled"),
     "outpatient_visit_settled": ("门诊结算", "outpatient visit settled"),
     "critical_illness_paid": ("大病保险支付", "critical illness paid"), "assistance_paid": ("医疗救助支付", "assistance paid"),

@@ -10,7 +10,6 @@ from events import ledger as ev
 from events.messages import CHRONIC_SPECIAL, INPATIENT, RESIDENTS, Settlement
 from events.money import ZERO
 from services.policy.critical_illness import ci_payment, terms_for
-from services.policy.decided import Hospital
 from services.policy.formulas import FORMULAS, PlannedLine, Raw, Room, Stay, plan_line
 from services.policy.pack import LineRule, Pack
 from services.policy.state import Person, PersonYear
@@ -36,11 +35,11 @@ class Outcome(msgspec.Struct, frozen=True):
     psn_part_amt: Decimal
 
 
-def applies(rule: LineRule, status: str, msg: Settlement, hospital: Hospital, year: int) -> bool:
+def applies(rule: LineRule, status: str, msg: Settlement, hospital: ev.Hospital, year: int) -> bool:
     return (not rule.statuses or status in rule.statuses) and _fits(rule, msg, hospital, year)
 
 
-def _fits(rule: LineRule, msg: Settlement, hospital: Hospital, year: int) -> bool:
+def _fits(rule: LineRule, msg: Settlement, hospital: ev.Hospital, year: int) -> bool:
     """`applies` without the status test (the rule index has done that)."""
     return ((not rule.in_province_only or hospital.in_province)
             and (not rule.years or rule.years[0] <= year <= rule.years[1])
@@ -98,7 +97,7 @@ class _NoYear:
 _NO_YEAR = _NoYear()
 
 
-def evaluate(status: str | None, person: Person, msg: Settlement, hospital: Hospital, pack: Pack,
+def evaluate(status: str | None, person: Person, msg: Settlement, hospital: ev.Hospital, pack: Pack,
              year_state: PersonYear | None = None, fixed_ci: Decimal | None = None,
              ci_event: bool = True) -> Outcome:
     """Pure: what `status` would give for `msg`, given the person's counters so far.
@@ -172,14 +171,14 @@ def _plan(rule: LineRule, stay: Stay, pack: Pack, base_before: Decimal, room: Ro
             lines.append(line)
 
 
-def _ooc_share(pack: Pack, status: str | None, hospital: Hospital, total: Decimal) -> Decimal | None:
+def _ooc_share(pack: Pack, status: str | None, hospital: ev.Hospital, total: Decimal) -> Decimal | None:
     control = pack.ooc_control
     if control is None or status not in control.statuses or not hospital.in_province or hospital.ooc_class is None:
         return None
     return control.shares[hospital.ooc_class] * total
 
 
-def _single_disease_and_hospital(status: str | None, msg: Settlement, hospital: Hospital, pack: Pack, stay: Stay,
+def _single_disease_and_hospital(status: str | None, msg: Settlement, hospital: ev.Hospital, pack: Pack, stay: Stay,
                                  room: Room, lines: list[PlannedLine]) -> None:
     """临汾 二(四)4 single-disease limit, then the hospital-borne amounts (二(四)4, 二(六))."""
     over_limit = None
@@ -208,7 +207,7 @@ def _single_disease_and_hospital(status: str | None, msg: Settlement, hospital: 
             lines.append(line)
 
 
-def choose(person: Person, msg: Settlement, hospital: Hospital, pack: Pack,
+def choose(person: Person, msg: Settlement, hospital: ev.Hospital, pack: Pack,
            year_state: PersonYear | None = None) -> Outcome:
     """就高不就低 (青海 四(三), policy.md §9): the lowest psn_part_amt wins; ties go to the first listed.
 

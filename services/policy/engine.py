@@ -23,7 +23,6 @@ from services.policy.grants import decide_tilted_grant
 from services.policy.identity import decide_identity
 from services.policy.pack import Pack, PackSet
 from services.policy.settlement_decision import decide_cancel, decide_settlement
-from services.policy.decided import Hospital
 from services.policy.state import Person
 from services.policy.year_end import area_prefix, decide_quota_year_end, decide_year_close, is_closed
 
@@ -31,13 +30,13 @@ from services.policy.year_end import area_prefix, decide_quota_year_end, decide_
 @dataclass(slots=True)
 class Reference:
     """Reference data every decision may read: hospitals and closed years (`ledger.ref.*`)."""
-    hospitals: dict[str, Hospital] = field(default_factory=dict)
+    hospitals: dict[str, ev.Hospital] = field(default_factory=dict)
     closed_years: set[tuple[str, int]] = field(default_factory=set)
     version: int = 0
 
     def evolve(self, event: ev.LedgerEvent) -> None:
         if isinstance(event, ev.MedinsRecorded):
-            self.hospitals[event.fixmedins_code] = Hospital.from_event(event)
+            self.hospitals[event.fixmedins_code] = ev.Hospital.recorded(event)
         elif isinstance(event, ev.YearClosed):
             self.closed_years.add((area_prefix(event.admdvs), event.year))
 
@@ -92,7 +91,7 @@ class Engine:
             return None
         if isinstance(message, SettlementCancel):
             record = person.settlements.get(message.setl_id) if person else None
-            return self.packs.for_area(record.facts.admdvs, record.facts.enddate) if record else None
+            return _pack_decided(self.packs, record.facts) if record else None
         if isinstance(message, PsnIdentity):
             pack = self.packs.for_identity(message.admdvs, message.begndate)
             where = f"area {message.admdvs}"
@@ -123,11 +122,16 @@ class Engine:
             return decide_enrolment(person, message, pack)
         if isinstance(message, PsnIdentity):
             return decide_identity(person, message, pack,
-                                   lambda facts: self.packs.for_area(facts.admdvs, facts.enddate),
+                                   lambda facts: _pack_decided(self.packs, facts),
                                    lambda admdvs, year: is_closed(ref.closed_years, admdvs, year))
         if isinstance(message, TiltedGrant):
             return decide_tilted_grant(person, message, pack, key_taken)
         raise TypeError(f"no decision for {type(message).__name__}")
+
+
+def _pack_decided(packs: PackSet, facts: ev.SettlementFacts) -> Pack | None:
+    """The pack a settlement was decided under: its area's on its service date (policy.md §11)."""
+    return packs.for_area(facts.settlement.admdvs, facts.settlement.enddate)
 
 
 def _medins(m: Medins) -> Decision:

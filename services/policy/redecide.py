@@ -32,7 +32,7 @@ from services.policy.formulas import PlannedLine
 from services.policy.pack import Pack
 from services.policy.settlement_decision import payment_event
 from services.policy.benefits import Outcome, choose, evaluate
-from services.policy.decided import hospital_of, settlement_of
+from services.policy.decided import paid_at_once
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear, SettlementRecord
 
@@ -69,18 +69,18 @@ def redecide_for_grant(person: Person, msg: PsnIdentity, pack: Pack, pack_for: P
         y = simulated.get(facts.year)
         if y is None:
             y = simulated[facts.year] = _year_before_settlements(person, facts.year)
-        covered = msg.begndate <= facts.enddate and (msg.enddate is None or facts.enddate <= msg.enddate)
-        looked_back = (look_back is not None and look_back <= facts.enddate < msg.begndate
-                       and facts.med_type == INPATIENT)
+        stay = facts.settlement
+        covered = msg.begndate <= stay.enddate and (msg.enddate is None or stay.enddate <= msg.enddate)
+        looked_back = (look_back is not None and look_back <= stay.enddate < msg.begndate
+                       and stay.med_type == INPATIENT)
         stay_pack = pack_for(facts) if covered or looked_back else None
         if stay_pack is None:
             _carry(y, record)
             continue
-        stay = settlement_of(facts)
-        if facts.chronic_mgmt == "quota" and (facts.after_year_close or year_closed(facts.admdvs, facts.year)):
-            stay = msgspec.structs.replace(stay, chronic_mgmt="inpatient_managed")   # as settlement_decision.py: paid now
+        if stay.chronic_mgmt == "quota" and (facts.after_year_close or year_closed(stay.admdvs, facts.year)):
+            stay = paid_at_once(stay)          # as settlement_decision.py: no close will pay it
         if covered:
-            outcome = choose(known, stay, hospital_of(facts), stay_pack, year_state=y)
+            outcome = choose(known, stay, facts.hospital, stay_pack, year_state=y)
             why = (f"status {msg.status} recognised from {msg.begndate} ({msg.source_dept} {msg.doc_no}): "
                    f"decided again as if known (policy.md §12)")
         else:
@@ -114,7 +114,7 @@ def _looked_back(known: Person, status: str, stay, record: SettlementRecord, pac
     """五(一) look-back: assistance with 大病 as paid, the new status among the candidates; most assistance wins."""
     valid = known.statuses_on(stay.enddate) | {status}
     paid_ci = record.paid(ev.CriticalIllnessPaid)
-    outcomes = [evaluate(s, known, stay, hospital_of(record.facts), pack, y, paid_ci)
+    outcomes = [evaluate(s, known, stay, record.facts.hospital, pack, y, paid_ci)
                 for s in pack.statuses if s in valid]
     return max(outcomes, key=lambda o: o.maf_pay)
 
@@ -151,11 +151,11 @@ def _adjust(record: SettlementRecord, outcome: Outcome, pack: Pack, now: _Counte
         if line.counter in ("shared", "own"):
             now.own[line.rule_id] = now.own.get(line.rule_id, ZERO) + give
         left -= give
-    quota_moved = outcome.quota_base != record.quota_base and facts.chronic_mgmt == "quota"
+    quota_moved = outcome.quota_base != record.quota_base and facts.settlement.chronic_mgmt == "quota"
     if extra_ci <= ZERO and not lines and not quota_moved:
         return None
     now.ci_paid += extra_ci
-    designated_stay = facts.med_type == INPATIENT and facts.designated
+    designated_stay = facts.settlement.med_type == INPATIENT and facts.hospital.designated
     events: list[ev.LedgerEvent] = [ev.SettlementRedecided(
         setl_id=facts.setl_id, psn_no=facts.psn_no, year=facts.year, status=outcome.status, reason=why,
         remaining_delta=-extra_ci, assist_base_delta=-extra_ci if designated_stay else ZERO,

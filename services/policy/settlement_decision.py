@@ -12,7 +12,7 @@ from services.policy.decision import SETL_ID, Decision, Rejection
 from services.policy.formulas import PlannedLine
 from services.policy.pack import MissingParameter, Pack
 from services.policy.benefits import Outcome, choose
-from services.policy.decided import Hospital
+from services.policy.decided import paid_at_once
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 
@@ -28,7 +28,7 @@ def duplicate_of(person: Person, setl_id: str) -> SettlementResult | None:
     return answer  # type: ignore[return-value]
 
 
-def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None, pack: Pack,
+def decide_settlement(person: Person, msg: Settlement, hospital: ev.Hospital | None, pack: Pack,
                       year_closed: bool = False, key_taken: bool = False) -> Decision:
     """`year_closed`: the area's policy year of this settlement was closed before it arrived.
     `key_taken`: the `setl_id` is held by another person (integration.md §2 "Keys are global")."""
@@ -46,8 +46,7 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
     # 临汾 二(五): quota visits are paid once at year end; one settled after that end would never be paid,
     # so it is assisted at its visit like a 住院管理 one, at the same §6 ratios within the same cap.
     late_quota = year_closed and msg.chronic_mgmt == "quota"
-    outcome = choose(person, msgspec.structs.replace(msg, chronic_mgmt="inpatient_managed") if late_quota else msg,
-                     hospital, pack)
+    outcome = choose(person, paid_at_once(msg) if late_quota else msg, hospital, pack)
     y = person.years.get(year) or PersonYear(year)
     events: list[ev.LedgerEvent] = [facts_of(msg, hospital, outcome, y, late_quota)]
     if outcome.ci is not None:
@@ -64,22 +63,16 @@ def decide_settlement(person: Person, msg: Settlement, hospital: Hospital | None
     return Decision(events, [result], psn_no=msg.psn_no, claims=[(SETL_ID, msg.setl_id)])
 
 
-def facts_of(msg: Settlement, hospital: Hospital, outcome: Outcome, y: PersonYear,
+def facts_of(msg: Settlement, hospital: ev.Hospital, outcome: Outcome, y: PersonYear,
              after_year_close: bool) -> ev.SettlementFacts:
     facts_type = ev.HospitalStaySettled if msg.med_type == INPATIENT else ev.OutpatientVisitSettled
     return facts_type(
-        setl_id=msg.setl_id, mdtrt_id=msg.mdtrt_id, psn_no=msg.psn_no, admdvs=msg.admdvs, year=y.year,
-        insutype=msg.insutype, med_type=msg.med_type, chronic_mgmt=msg.chronic_mgmt, special_drug=msg.special_drug,
-        fixmedins_code=msg.fixmedins_code, designated=hospital.designated, in_province=hospital.in_province,
-        ooc_class=hospital.ooc_class, serious_disease_designated=hospital.serious_disease_designated,
-        begndate=msg.begndate, enddate=msg.enddate, setl_time=msg.setl_time, dise_codg=msg.dise_codg,
-        medfee_sumamt=msg.medfee_sumamt, fulamt_ownpay_amt=msg.fulamt_ownpay_amt, inscp_scp_amt=msg.inscp_scp_amt,
-        hifp_pay=msg.hifp_pay, oth_pay=msg.oth_pay, status=outcome.status, oop=outcome.oop,
-        remaining=outcome.remaining, ci_base_before=y.ci_base, ci_base_added=outcome.ci_base_added,
-        assist_base_before=y.assist_base, assist_base_added=outcome.assist_base_added,
-        quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay, maf_pay=outcome.maf_pay,
-        hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt, after_year_close=after_year_close,
-        ci_deductible=outcome.ci_deductible)
+        setl_id=msg.setl_id, psn_no=msg.psn_no, year=y.year, settlement=msg, hospital=hospital,
+        status=outcome.status, oop=outcome.oop, remaining=outcome.remaining, ci_base_before=y.ci_base,
+        ci_base_added=outcome.ci_base_added, assist_base_before=y.assist_base,
+        assist_base_added=outcome.assist_base_added, quota_base=outcome.quota_base, hifmi_pay=outcome.hifmi_pay,
+        maf_pay=outcome.maf_pay, hosp_part_amt=outcome.hosp_part_amt, psn_part_amt=outcome.psn_part_amt,
+        after_year_close=after_year_close, ci_deductible=outcome.ci_deductible)
 
 
 def payment_event(setl_id: str, psn_no: str, year: int, line: PlannedLine, adjustment: str | None = None,

@@ -146,7 +146,7 @@ def _settled(p: Person, e: ev.SettlementFacts) -> None:
     y = p.year(e.year)
     y.ci_base += e.ci_base_added
     y.assist_base += e.assist_base_added
-    if e.med_type == INPATIENT:
+    if e.settlement.med_type == INPATIENT:
         y.inpatient_remaining += e.remaining
     y.burden += e.psn_part_amt
 
@@ -169,7 +169,7 @@ def _redecided(p: Person, e: ev.SettlementRedecided) -> None:
         record.quota_base = e.quota_base
     y = p.year(e.year)
     y.assist_base += e.assist_base_delta
-    if record.facts.med_type == INPATIENT:
+    if record.facts.settlement.med_type == INPATIENT:
         y.inpatient_remaining += e.remaining_delta
 
 
@@ -204,7 +204,7 @@ def _cancelled(p: Person, e: ev.SettlementCancelled) -> None:
     y = p.year(e.year)
     y.ci_base -= facts.ci_base_added
     y.assist_base -= facts.assist_base_added + record.assist_base_delta
-    if facts.med_type == INPATIENT:
+    if facts.settlement.med_type == INPATIENT:
         y.inpatient_remaining -= facts.remaining + record.remaining_delta
     y.burden -= record.owed()
 

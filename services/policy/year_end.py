@@ -9,7 +9,7 @@ from services.policy.decision import Decision
 from services.policy.pack import PackSet
 from services.policy.settlement_decision import payment_event
 from services.policy.benefits import evaluate
-from services.policy.decided import hospital_of, settlement_of
+from services.policy.decided import paid_at_once
 from services.policy.shown import binding_cap, result_line
 from services.policy.state import Person, PersonYear
 
@@ -39,7 +39,7 @@ def decide_year_close(msg: YearClose, closed: set[tuple[str, int]]) -> Decision:
 
 def has_quota_visits(person: Person, prefix: str, year: int) -> bool:
     """Whether the person has a quota-managed visit of `year` in the area `prefix` (`area_prefix`) names."""
-    return any(r.facts.year == year and r.quota_base > 0 and r.facts.admdvs.startswith(prefix)
+    return any(r.facts.year == year and r.quota_base > 0 and r.facts.settlement.admdvs.startswith(prefix)
                for r in person.settlements.values())
 
 
@@ -48,7 +48,7 @@ def has_quota_due(person: Person, admdvs: str, year: int) -> bool:
     y = person.years.get(year)
     return (y is not None and not y.quota_settled
             and any(r.quota_base > ZERO and not r.cancelled and r.facts.year == year
-                    and r.facts.admdvs.startswith(prefix) for r in person.settlements.values()))
+                    and r.facts.settlement.admdvs.startswith(prefix) for r in person.settlements.values()))
 
 
 def decide_quota_year_end(person: Person, admdvs: str, year: int, packs: PackSet) -> Decision:
@@ -60,15 +60,16 @@ def decide_quota_year_end(person: Person, admdvs: str, year: int, packs: PackSet
     prefix = area_prefix(admdvs)
     for record in person.settlements.values():
         facts = record.facts
-        if record.cancelled or facts.year != year or record.quota_base <= ZERO or not facts.admdvs.startswith(prefix):
+        visit = facts.settlement
+        if record.cancelled or facts.year != year or record.quota_base <= ZERO or not visit.admdvs.startswith(prefix):
             continue
-        pack = packs.for_area(facts.admdvs, facts.enddate)
+        pack = packs.for_area(visit.admdvs, visit.enddate)
         if pack is None:
             continue
         state = PersonYear(year, assistance_cap_used=used, own_used=own)
-        valid = person.statuses_on(facts.enddate)
-        outcomes = [evaluate(s, person, settlement_of(facts, "inpatient_managed"), hospital_of(facts), pack,
-                             state, facts.hifmi_pay) for s in pack.statuses if s in valid]
+        valid = person.statuses_on(visit.enddate)
+        outcomes = [evaluate(s, person, paid_at_once(visit), facts.hospital, pack, state, facts.hifmi_pay)
+                    for s in pack.statuses if s in valid]
         best = max(outcomes, key=lambda o: o.maf_pay, default=None)
         if best is None or best.maf_pay <= ZERO:
             continue

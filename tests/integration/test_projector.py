@@ -218,7 +218,8 @@ async def test_a_rebuild_escapes_what_copy_would_misread(env, store) -> None:
     head = [c for p, c in store.commits if p == psn][-1].events[-1].hash       # continues the person's chain
     setl_id = commit.events[0].setl_id
     changed = [msgspec.structs.replace(e, setl_id=f"{setl_id}-odd", clause=odd) if hasattr(e, "clause") else
-               msgspec.structs.replace(e, setl_id=f"{setl_id}-odd", dise_codg=odd) if hasattr(e, "dise_codg") else e
+               msgspec.structs.replace(e, setl_id=f"{setl_id}-odd", settlement=msgspec.structs.replace(
+                   e.settlement, setl_id=f"{setl_id}-odd", dise_codg=odd)) if isinstance(e, ev.SettlementFacts) else e
                for e in commit.events]
     changed[0] = msgspec.structs.replace(changed[0], prev_hash=head)
     stored.append((subject, encode_sealed(SEAL_KEY, subject, msgspec.structs.replace(commit, events=changed,

@@ -123,9 +123,13 @@ async def test_person_events_pages_and_filters(api) -> None:
     first = await api.get("/v1/persons/API-1/events", params={"limit": 2}, headers=SUP)
     rest = await api.get("/v1/persons/API-1/events", params={"cursor": first.json()["next_cursor"]}, headers=SUP)
     assert first.json()["events"] + rest.json()["events"] == events and rest.json()["next_cursor"] is None
-    stays = await api.get("/v1/persons/API-1/events", params={"type": "hospital_stay_settled", "year": 2022},
+    stays = await api.get("/v1/persons/API-1/events", params={"type": "hospital_stay_settled_v2", "year": 2022},
                           headers=SUP)
     assert [e["payload"]["setl_id"] for e in stays.json()["events"]] == ["S-1"]
+    # The flat facts' old tag names the same type (rows projected before ADR 0017 still carry it).
+    flat = await api.get("/v1/persons/API-1/events", params={"type": "hospital_stay_settled", "year": 2022},
+                         headers=SUP)
+    assert flat.json()["events"] == stays.json()["events"]
     _error(await api.get("/v1/persons/API-1/events", params={"type": "bogus"}, headers=SUP), 400, "invalid_parameter")
     _error(await api.get("/v1/persons/API-1/events", params={"limit": 0}, headers=SUP), 400, "invalid_parameter")
     _error(await api.get("/v1/persons/API-1/events", params={"cursor": "x"}, headers=SUP), 400, "invalid_parameter")

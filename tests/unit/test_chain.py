@@ -37,7 +37,7 @@ def test_an_event_written_before_a_field_was_added_still_verifies() -> None:
     """`after_year_close` came later: a facts event written without it must keep its hash. Re-encoding
     the decoded event adds the field's default and no longer matches; the stored bytes do."""
     chain = _person_chain()
-    facts_at = next(i for i, raw in enumerate(chain) if b'"hospital_stay_settled"' in raw)
+    facts_at = next(i for i, raw in enumerate(chain) if b'"hospital_stay_settled_v2"' in raw)
     old_shape = chain[facts_at].replace(b',"after_year_close":false', b"")
     assert old_shape != chain[facts_at]
     blank = old_shape.replace(b'"hash":"' + head_of(old_shape).encode() + b'"', b'"hash":""')

@@ -193,7 +193,7 @@ def test_a_quota_visit_settled_after_year_close_is_paid_at_the_visit(lf):
         ("assistance", D("0.30"), D("210.00"))]
     assert lf.year("P").assistance_cap_used == D("660.00")
     facts = lf.person("P").settlements["V9"].facts
-    assert facts.after_year_close and facts.chronic_mgmt == "quota" and facts.quota_base == 0
+    assert facts.after_year_close and facts.settlement.chronic_mgmt == "quota" and facts.quota_base == 0
     assert lf.send(year_close("141000", 2022))[0]["adjustments"] == []
     c = lf.one(cancel("V9", "P"))
     assert (c["result"], D(c["maf_pay"])) == ("reversed", D("210.00"))
