@@ -10,7 +10,12 @@ It has no PostgreSQL, so it judges from two things it can read cheaply, at start
 * that record's findings, written by the read side, which compares the stream with PostgreSQL.
 
 Besides, the store reports what it meets while loading a person: a message the ledger did not seal,
-a commit that does not continue the chain, a subject shorter than the version it had cached. The
+a commit that does not continue the chain, a subject shorter than the version it had cached. And a
+person read whole from the stream (not cached here) is trusted only once the stream's info, asked
+*after* that read, shows nothing lost (`confirm`): a leader that lost a range of sequences (a
+corrupted replica elected, Jepsen's NATS 2.12.1 finding) serves a person whose last commits fell in
+it as a shorter chain that still holds, and between polls that person would be decided again (make
+chaos saw a settlement paid twice so). The
 whole ledger is held on a stream-level finding; one person on a person finding. `check` raises
 `LedgerHeld` and the message gets `unavailable`. When the record's epoch changes (a restore, an
 accepted loss), the process drops what it cached and the holds found here.
@@ -50,6 +55,9 @@ class IntegrityGuard:
         self.active = True                        # any hold at all: the fast path checks only this
         self._alarmed: set[tuple[str, str | None]] = set()
         self._task: asyncio.Task | None = None
+        self._state: IntegrityState | None = None     # the record as last read
+        self._next: asyncio.Future | None = None      # the confirmation the callers arriving now wait for
+        self._confirming = False
 
     async def start(self) -> None:
         self.kv = await bucket(self.js, self.replicas)
@@ -104,6 +112,34 @@ class IntegrityGuard:
             self._alarm(finding)
             self._settle()
 
+    async def confirm(self) -> None:
+        """After a person was read from the stream: raise `LedgerHeld` unless the stream's info, asked after
+        that read, shows nothing lost. Callers arriving together share one request, begun after they came."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if not self._confirming:
+                asyncio.get_running_loop().create_task(self._confirm_rounds())
+        await asyncio.shield(self._next)
+        self.check(None)
+
+    async def _confirm_rounds(self) -> None:
+        self._confirming = True
+        try:
+            while self._next is not None:
+                waiting, self._next = self._next, None
+                try:
+                    mark = self.high_water
+                    _, seen = await see_stream(self.js, self.stream)
+                    found = self._judge(self._state, seen, mark) if self._state is not None else []
+                    if found:
+                        self.whole = [*self.whole, *(f for f in found if f not in self.whole)]
+                        self._settle()
+                    waiting.set_result(None)
+                except Exception as exc:             # NATS away: that load is not trusted, the caller retries
+                    waiting.set_exception(exc)
+        finally:
+            self._confirming = False
+
     # --- checking ---------------------------------------------------------------------------
 
     async def refresh(self) -> None:
@@ -126,6 +162,7 @@ class IntegrityGuard:
             self.high_water = mark = seen.last_seq
         whole = [unsealed] if unsealed is not None else self._judge(state, seen, mark)
         if state is not None:
+            self._state = state
             self.epoch = state.epoch
             self.persons = {f.person_key: f for f in state.findings if f.person_key and not f.whole_stream}
         if not whole and seen.exists:

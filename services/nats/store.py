@@ -149,6 +149,8 @@ class JetStreamStore(Appending):
 
     async def _load(self, psn_no: str | None, subject: str) -> CachedPerson:
         person = await self.reader.fold(psn_no, subject)
+        if self.guard is not None:
+            await self.guard.confirm()      # a shorter chain that holds is no proof: the stream lost nothing
         current = self._cache.get(person.psn_no)
         if current is not None and not current.stale and current.person.version >= person.version:
             return current                           # someone appended while we were reading

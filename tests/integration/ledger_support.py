@@ -52,9 +52,9 @@ def settings_for(data_dir: Path) -> Settings:
 @contextlib.asynccontextmanager
 async def running_ledger(nats_url: str, data_dir: Path, *, feed: FeedConfig | None = None,
                          transports: bool = True, group_commit: GroupCommitConfig | None = None,
-                         **kwargs: Any) -> AsyncIterator[Ledger]:
+                         integrity_poll: float = 2.0, **kwargs: Any) -> AsyncIterator[Ledger]:
     options = RuntimeOptions(feed=feed or FeedConfig(ack_wait=5.0, nak_delay=0.05),
-                             group_commit=group_commit or GroupCommitConfig())
+                             group_commit=group_commit or GroupCommitConfig(), integrity_poll=integrity_poll)
     ledger = await bootstrap(settings_for(data_dir), nats_url=nats_url, options=options, connect_db=False,
                              **kwargs)
     try:

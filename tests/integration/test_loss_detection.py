@@ -22,6 +22,7 @@ from loss_support import (PLATFORM, POLL, SEAL_KEY, SUPERVISOR, Running, ledger_
                           ready, record_hospital, recreate_stream, settle_person, unavailable, until)
 from projections.service import ReadSide
 from events import samples as s
+from services.adjudicator.store import LedgerHeld
 from services.integrity.accept import AcceptRefused, accept_loss
 from services.integrity.findings import ALL_CODES
 from services.integrity.restore import restore
@@ -121,18 +122,21 @@ async def test_a_stream_recreated_under_a_running_read_side_is_held_until_restor
 
 async def test_a_decision_stored_on_a_stream_that_went_backwards_is_answered_unavailable(
         fresh_nats, fresh_database_url: str, tmp_path: Path) -> None:
-    """Between two of the guard's checks (here: a minute apart) a new person's decision lands on the
-    recreated stream at a sequence below one already acknowledged: it is not answered as decided."""
+    """Between two of the guard's checks (here: a minute apart) a reference decision, which reads no
+    person, lands on the recreated stream at a sequence below one already acknowledged: it is not
+    answered as decided. A new person's is not even stored: a person read from the stream is trusted
+    only once the stream's info, asked after the read, shows nothing lost (`IntegrityGuard.confirm`)."""
     async with ledger_with_read_side(fresh_nats, fresh_database_url, tmp_path, guard_poll=60) as run:
         await record_hospital(run.platform)
         await settle_person(run.platform, "LOSS-A", ["SA-1"])
         await recreate_stream(run.admin_js)
-        assert unavailable(await rpc(run.platform, s.dumps(s.identity("LOSS-NEW")), "psn_identity"))
-        assert unavailable(await rpc(run.platform, s.dumps(s.identity("LOSS-OTHER")), "psn_identity"))   # all held now
+        assert unavailable(await rpc(run.platform, s.dumps(s.medins("LOSS-H2")), "medins"))
         assert [f.code for f in run.ledger.guard.local.values()] == ["stream_behind_high_water"]
+        assert (await run.js.stream_info(STREAM)).state.last_seq == 1        # the one stored, then refused
+        assert unavailable(await rpc(run.platform, s.dumps(s.identity("LOSS-NEW")), "psn_identity"))   # all held now
         text = (await run.http.get("/metrics")).text
         assert metric(text, "ledger_decisions_held", finding="stream_behind_high_water") == 1
-        assert (await run.js.stream_info(STREAM)).state.last_seq == 1        # the one stored, then refused
+        assert (await run.js.stream_info(STREAM)).state.last_seq == 1        # nothing more stored
 
 
 async def _guard_holds(run: Running, code: str = "") -> bool:
@@ -356,3 +360,47 @@ async def test_a_new_database_beside_a_recreated_stream_is_not_taken_for_a_new_l
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_person_read_whole_from_a_stream_that_lost_their_last_commit_is_not_decided_again(
+        fresh_nats, tmp_path: Path) -> None:
+    """The make chaos finding: a leader that lost a range of sequences serves a person whose last commit
+    fell in it as a shorter chain that still holds. An adjudicator that had not cached that person, and
+    whose guard had not polled since, read them so and paid a settlement a second time. Now a person read
+    from the stream is trusted only once the stream's info, asked after the read, shows nothing lost."""
+    import asyncio
+
+    from ledger_support import running_ledger
+    url = fresh_nats.url
+    blk = max((fresh_nats.data_dir / "jetstream" / "LEDGER" / "streams" / STREAM).glob("msgs/*.blk"),
+              key=lambda p: int(p.stem))
+    async with running_ledger(url, tmp_path / "a", transports=False) as first:
+        await first.handler.handle(s.dumps(s.medins()))
+        for psn in ("SL-P", "SL-Q"):
+            await first.handler.handle(s.dumps(s.enrolment(psn)))
+        assert (await first.handler.handle(s.dumps(s.settlement("SL-1", "SL-P"))))[0].result == "settled"
+        size = blk.stat().st_size
+        assert (await first.handler.handle(s.dumps(s.settlement("SL-2", "SL-P"))))[0].result == "settled"
+        assert (await first.handler.handle(s.dumps(s.settlement("SL-Q1", "SL-Q"))))[0].result == "settled"
+    # A second adjudicator, checked at its start, then not again for an hour; it has not read SL-P.
+    async with running_ledger(url, tmp_path / "b", transports=False, integrity_poll=3600) as second:
+        subject = PERSON_SUBJECT.format(key("SL-P"))
+        before = [m.seq for m in await read_subject(second.js, subject)]
+        # The block cut short while the server was down, its index kept: SL-2's commit and what came
+        # after are gone, the stream's last sequence is not (nats-server 2.15 counts them deleted).
+        await asyncio.to_thread(fresh_nats.stop)
+        with blk.open("r+b") as cut:
+            cut.truncate(size)
+        await asyncio.to_thread(fresh_nats.restart)
+        after = await until(lambda: _subject_seqs(second.js, subject), timeout=15)
+        assert after == before[:-1]                                    # a shorter chain that still holds
+        with pytest.raises(LedgerHeld, match="stream_has_holes"):
+            await second.handler.handle(s.dumps(s.settlement("SL-2", "SL-P")))
+        assert await _subject_seqs(second.js, subject) == after            # nothing was stored
+
+
+async def _subject_seqs(js, subject: str) -> list[int] | None:
+    try:
+        return [m.seq for m in await read_subject(js, subject)] or None
+    except Exception:                        # reconnecting
+        return None
