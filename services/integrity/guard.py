@@ -57,7 +57,7 @@ class IntegrityGuard:
         self._task: asyncio.Task | None = None
         self._state: IntegrityState | None = None     # the record as last read
         self._next: asyncio.Future | None = None      # the confirmation the callers arriving now wait for
-        self._confirming = False
+        self._confirming: asyncio.Task | None = None  # the task answering them, one at a time
 
     async def start(self) -> None:
         self.kv = await bucket(self.js, self.replicas)
@@ -117,13 +117,12 @@ class IntegrityGuard:
         that read, shows nothing lost. Callers arriving together share one request, begun after they came."""
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
-            if not self._confirming:
-                asyncio.get_running_loop().create_task(self._confirm_rounds())
+            if self._confirming is None:
+                self._confirming = asyncio.create_task(self._confirm_rounds(), name="integrity-confirm")
         await asyncio.shield(self._next)
         self.check(None)
 
     async def _confirm_rounds(self) -> None:
-        self._confirming = True
         try:
             while self._next is not None:
                 waiting, self._next = self._next, None
@@ -138,7 +137,7 @@ class IntegrityGuard:
                 except Exception as exc:             # NATS away: that load is not trusted, the caller retries
                     waiting.set_exception(exc)
         finally:
-            self._confirming = False
+            self._confirming = None
 
     # --- checking ---------------------------------------------------------------------------
 

@@ -7,10 +7,10 @@ head in `ledger_event` is compared with the last commit on their subject (direct
 person ledger is swept in 20,000 / page × page_every seconds, over and over. A round begins at most
 every `round_every` seconds: a smaller ledger rests between rounds rather than re-reading every
 subject several times a second (measured in a chaos scenario of 2,500 persons: the three monitors'
-sweeps were 13% of all the CPU it used, and most of what the NATS servers did besides the feed).
-The person sweep rests while a stream-level finding stands (every person would be one). A person found short or different
-is read again from the stream leader before it is a finding: on an R3 stream a direct get may be
-answered by a follower that is still catching up (after a restart), whose subject only looks shorter.
+sweeps were 13% of all the CPU it used). The person sweep rests while a stream-level finding stands
+(every person would be one). A person found short or different is read again from the stream leader
+before it is a finding: on an R3 stream a direct get may be answered by a follower that is still
+catching up (after a restart), whose subject only looks shorter.
 
 What it finds it says everywhere at once: `/ready` (`ready_check`), the `ledger_stream_loss` gauge,
 an alarm log line (`stream_loss_detected`, level critical) when a finding appears, and the sealed
