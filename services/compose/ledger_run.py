@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import structlog
 
@@ -20,6 +20,19 @@ from services.runtime.options import RuntimeOptions
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(component="ledger.run")
+
+STEP_TIMEOUT = 30.0      # seconds each step of a stop may take before the next goes on
+
+
+async def _bounded(step: str, closing: Awaitable[None]) -> None:
+    """One step of the stop, at most STEP_TIMEOUT s: whatever it waits on (a connection never released, a
+    task that does not end), the embedded servers after it still stop cleanly. Everything answered was
+    acknowledged by the stream before it was answered, so a step cut short loses nothing; the log names it.
+    (A full `make test` once saw `ledger run` still stopping after 60 s, on a step not yet known.)"""
+    try:
+        await asyncio.wait_for(closing, STEP_TIMEOUT)
+    except TimeoutError:
+        log.error("stop_step_timed_out", step=step, seconds=STEP_TIMEOUT)
 
 
 async def serve(settings: Settings, options: RuntimeOptions, tokens: Mapping[str, str], sock: socket.socket,
@@ -62,7 +75,7 @@ async def serve(settings: Settings, options: RuntimeOptions, tokens: Mapping[str
         finally:
             ledger.taking_messages = False
             if http is not None:
-                await http.stop()
+                await _bounded("http", http.stop())
             if read_side is not None:
-                await read_side.close()
-            await ledger.close()
+                await _bounded("read side", read_side.close())
+            await _bounded("adjudicator", ledger.close())
