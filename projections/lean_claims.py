@@ -187,11 +187,7 @@ class LeanClaims:
         y.add[AT["ci_paid"]] += amount
         self._rule(e.year, e.rule_id, "critical_illness", amount)
         if e.adjustment:
-            meta.hifmi_adjusted += amount
-            _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "hifmi_adjusted", amount)
-            k = SPLIT[meta.inpatient]
-            y.add[AT[k["hifmi"]]] += amount
-            y.add[AT[k["psn"]]] -= amount
+            self._adjusted(meta, y, e.setl_id, "hifmi", amount)
         self._flow(meta.admdvs, "critical_illness", e.recorded_at if e.adjustment else self.setl_time, amount)
 
     def _assistance(self, e) -> None:
@@ -207,12 +203,18 @@ class LeanClaims:
             if e.cap_limit is not None:
                 y.set["cap_limit"] = e.cap_limit
         if e.adjustment:
-            meta.maf_adjusted += amount
-            _add(self.rows.upsert(SETTLEMENT, (e.setl_id, self.pk)), "maf_adjusted", amount)
-            k = SPLIT[meta.inpatient]
-            y.add[AT[k["maf"]]] += amount
-            y.add[AT[k["psn"]]] -= amount
+            self._adjusted(meta, y, e.setl_id, "maf", amount)
         self._flow(meta.admdvs, "assistance", e.recorded_at if e.adjustment else self.setl_time, amount)
+
+    def _adjusted(self, meta: SetlMeta, y: Year, setl_id: str, fund: str, amount: Decimal) -> None:
+        """A payment made after its settlement (policy.md §12) by `fund` ("hifmi" 大病, "maf" assistance):
+        the settlement's `<fund>_adjusted`, and the person-year's share moved from the person to the fund."""
+        column = f"{fund}_adjusted"
+        setattr(meta, column, getattr(meta, column) + amount)
+        _add(self.rows.upsert(SETTLEMENT, (setl_id, self.pk)), column, amount)
+        split = SPLIT[meta.inpatient]
+        y.add[AT[split[fund]]] += amount
+        y.add[AT[split["psn"]]] -= amount
 
     def _hospital(self, e) -> None:
         meta = self._meta(e.setl_id)
